@@ -1,0 +1,96 @@
+// kvinfer._C: thin DLPack marshaling between Python and the C++ core. Arrays arrive as DLPack
+// capsules or __dlpack__ objects (the Python layer exports them on the launch stream), are viewed
+// without copies, and every check lives in the core. kvinfer::Error maps to Python exceptions by kind.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+
+#include <optional>
+
+#include "kvinfer/kvinfer.h"
+
+namespace nb = nanobind;
+using kvinfer::TensorView;
+
+namespace {
+
+using Array = nb::ndarray<nb::ro>;  // any dtype, device, shape and strides; never converted
+using OptArray = std::optional<Array>;
+
+TensorView view(const Array& a, const char* name) {
+  DLTensor t{};
+  t.data = const_cast<void*>(a.data_handle());
+  t.byte_offset = a.byte_offset();
+  t.ndim = static_cast<int32_t>(a.ndim());
+  t.shape = const_cast<int64_t*>(a.shape_ptr());
+  t.strides = const_cast<int64_t*>(a.stride_ptr());
+  t.dtype = DLDataType{a.dtype().code, a.dtype().bits, a.dtype().lanes};
+  t.device = DLDevice{static_cast<DLDeviceType>(a.device_type()), a.device_id()};
+  return kvinfer::view_of(t, name);
+}
+
+// Optional arguments: a view that lives in `slot`, or nullptr.
+const TensorView* view(const OptArray& a, const char* name, TensorView* slot) {
+  if (!a) return nullptr;
+  *slot = view(*a, name);
+  return slot;
+}
+
+cudaStream_t stream_of(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+}  // namespace
+
+NB_MODULE(_C, m) {
+  m.doc() = "kvinfer native core (use the kvinfer package, not this module)";
+
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const kvinfer::Error& e) {
+      switch (e.kind()) {
+        case kvinfer::ErrorKind::kTypeError: PyErr_SetString(PyExc_TypeError, e.what()); break;
+        case kvinfer::ErrorKind::kValueError: PyErr_SetString(PyExc_ValueError, e.what()); break;
+        case kvinfer::ErrorKind::kNotCompiled: PyErr_SetString(PyExc_NotImplementedError, e.what()); break;
+        case kvinfer::ErrorKind::kCudaError: PyErr_SetString(PyExc_RuntimeError, e.what()); break;
+      }
+    }
+  });
+
+  m.def("version", &kvinfer::version);
+  m.def("build_info_json", &kvinfer::build_info_json);
+  m.def("num_instances", &kvinfer::num_instances);
+  m.def("device_count", &kvinfer::device_count);
+  m.def("device_description", &kvinfer::device_description, nb::arg("device"));
+  m.def("stream_synchronize", [](uintptr_t s) { kvinfer::stream_synchronize(stream_of(s)); }, nb::arg("stream"));
+
+  m.def(
+      "merge_state",
+      [](const Array& v_a, const Array& s_a, const Array& v_b, const Array& s_b, const Array& v_out,
+         const OptArray& s_out, uintptr_t stream) {
+        TensorView s_out_v;
+        kvinfer::merge_state(view(v_a, "v_a"), view(s_a, "s_a"), view(v_b, "v_b"), view(s_b, "s_b"),
+                             view(v_out, "out"), view(s_out, "lse_out", &s_out_v), stream_of(stream));
+      },
+      nb::arg("v_a"), nb::arg("s_a"), nb::arg("v_b"), nb::arg("s_b"), nb::arg("v_out"), nb::arg("s_out").none(),
+      nb::arg("stream"));
+
+  m.def(
+      "merge_state_in_place",
+      [](const Array& v, const Array& s, const Array& v_other, const Array& s_other, const OptArray& mask,
+         uintptr_t stream) {
+        TensorView mask_v;
+        kvinfer::merge_state_in_place(view(v, "v"), view(s, "s"), view(v_other, "v_other"), view(s_other, "s_other"),
+                                      view(mask, "mask", &mask_v), stream_of(stream));
+      },
+      nb::arg("v"), nb::arg("s"), nb::arg("v_other"), nb::arg("s_other"), nb::arg("mask").none(), nb::arg("stream"));
+
+  m.def(
+      "merge_states",
+      [](const Array& v, const Array& s, const Array& v_out, const OptArray& s_out, uintptr_t stream) {
+        TensorView s_out_v;
+        kvinfer::merge_states(view(v, "v"), view(s, "s"), view(v_out, "out"), view(s_out, "lse_out", &s_out_v),
+                              stream_of(stream));
+      },
+      nb::arg("v"), nb::arg("s"), nb::arg("v_out"), nb::arg("s_out").none(), nb::arg("stream"));
+}

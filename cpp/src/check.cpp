@@ -1,0 +1,63 @@
+#include "check.h"
+
+namespace kvinfer::detail {
+
+void fail(ErrorKind kind, const std::string& msg) { throw Error(kind, msg); }
+
+std::string shape_str(const TensorView& t) {
+  std::string s = "[";
+  for (int i = 0; i < t.ndim; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
+  return s + "]";
+}
+
+void expect_dtype(const TensorView& t, std::initializer_list<DType> allowed) {
+  std::string names;
+  size_t i = 0;
+  for (DType d : allowed) {
+    if (d == t.dtype) return;
+    names += (i == 0 ? "" : (i + 1 == allowed.size() ? " or " : ", ")) + std::string(dtype_name(d));
+    ++i;
+  }
+  fail(ErrorKind::kTypeError, std::string(t.name) + ": expected dtype " + names + ", got " + dtype_name(t.dtype));
+}
+
+void expect_ndim(const TensorView& t, int ndim, const char* layout) {
+  if (t.ndim != ndim)
+    fail(ErrorKind::kValueError, std::string(t.name) + ": expected " + std::to_string(ndim) + " dimensions " +
+                                     layout + ", got shape " + shape_str(t));
+}
+
+void expect_size(const TensorView& t, int dim, int64_t value, const char* what) {
+  if (t.size(dim) != value)
+    fail(ErrorKind::kValueError, std::string(t.name) + ": dimension " + std::to_string(dim) + " must equal " + what +
+                                     " (" + std::to_string(value) + "), got shape " + shape_str(t));
+}
+
+static const char* device_str(DLDeviceType d) {
+  switch (d) {
+    case kDLCPU: return "cpu";
+    case kDLCUDA: return "cuda";
+    case kDLCUDAHost: return "cuda_host (pinned host memory)";
+    case kDLCUDAManaged: return "cuda_managed";
+    default: return "a non-CUDA device";
+  }
+}
+
+void expect_cuda_same_device(std::initializer_list<const TensorView*> ts) {
+  const TensorView* first = nullptr;
+  for (const TensorView* t : ts) {
+    if (!t) continue;
+    if (!t->is_cuda())
+      fail(ErrorKind::kValueError, std::string(t->name) + ": expected an array on a CUDA device, got one on " +
+                                       device_str(t->device_type));
+    if (!first) {
+      first = t;
+    } else if (t->device_id != first->device_id) {
+      fail(ErrorKind::kValueError, std::string(t->name) + ": expected CUDA device " + std::to_string(first->device_id) +
+                                       " (the device of " + first->name + "), got device " +
+                                       std::to_string(t->device_id));
+    }
+  }
+}
+
+}  // namespace kvinfer::detail

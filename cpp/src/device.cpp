@@ -1,0 +1,50 @@
+#include "device.h"
+
+#include <string>
+
+#include "kvinfer/errors.h"
+#include "kvinfer/runtime.h"
+
+namespace kvinfer {
+namespace detail {
+
+void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw Error(ErrorKind::kCudaError, std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+}
+
+DeviceGuard::DeviceGuard(int device) {
+  check_cuda(cudaGetDevice(&prev_), "cudaGetDevice");
+  if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
+  else prev_ = -1;  // nothing to restore
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (prev_ >= 0) cudaSetDevice(prev_);
+}
+
+}  // namespace detail
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver/device" error
+    return 0;
+  }
+  return n;
+}
+
+std::string device_description(int device) {
+  int n = device_count();
+  if (device < 0 || device >= n)
+    throw Error(ErrorKind::kValueError, "device: expected an index in [0, " + std::to_string(n) + "), got " +
+                                            std::to_string(device));
+  cudaDeviceProp p{};
+  detail::check_cuda(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
+  return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
+         std::to_string(p.multiProcessorCount) + " SMs, " + std::to_string(p.totalGlobalMem >> 20) + " MiB)";
+}
+
+void stream_synchronize(cudaStream_t stream) { detail::check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
+
+}  // namespace kvinfer

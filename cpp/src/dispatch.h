@@ -1,0 +1,10 @@
+// Dispatch: maps validated parameters to the compiled instance (generated table, cuda/manifest.py).
+#pragma once
+#include "launch.h"
+
+namespace kvinfer::detail {
+
+// Throws Error(kNotCompiled) naming the configuration when this build lacks it.
+void dispatch_merge(DType v_dtype, const MergeParams& p, cudaStream_t stream);
+
+}  // namespace kvinfer::detail

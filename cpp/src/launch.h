@@ -1,0 +1,34 @@
+// Parameters and launcher declarations shared by the host core and the kernel instances.
+// Plain C++: host code includes this, never the kernel headers under cuda/.
+#pragma once
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "kvinfer/tensor.h"
+
+namespace kvinfer::detail {
+
+// Merge of num_states attention states per (seq, head) row.
+// kPair form (merge_state, merge_state_in_place): state i comes from source i, num_states == 2.
+// Multi form (merge_states): every state comes from source 0, state i at i * v_stride[0][1].
+struct MergeParams {
+  int64_t seq = 0, heads = 0, head_dim = 0, num_states = 0;
+  bool pair = false;
+  int vec = 1;                      // elements per vector access: 16 bytes' worth, or 1 when unaligned
+  void* v_out = nullptr;            // may alias v_in[0] (in-place)
+  float* s_out = nullptr;           // optional
+  int64_t v_out_stride[3] = {};     // seq, head, d
+  int64_t s_out_stride[2] = {};     // seq, head
+  const void* v_in[2] = {};
+  const float* s_in[2] = {};
+  int64_t v_in_stride[2][4] = {};   // seq, state, head, d
+  int64_t s_in_stride[2][3] = {};   // seq, state, head
+  const uint8_t* mask = nullptr;    // optional, [seq]: rows with mask 0 are left untouched
+  int64_t mask_stride = 0;
+};
+
+template <DType kV>
+cudaError_t launch_merge(const MergeParams& p, cudaStream_t stream);
+
+}  // namespace kvinfer::detail

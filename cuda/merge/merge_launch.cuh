@@ -1,0 +1,105 @@
+// Attention-state merge kernels (see cpp/include/kvinfer/merge.h for the math and conventions).
+//
+// Memory-bound: each (seq, head) row reads num_states value rows and writes one. A block holds
+// kRowsPerBlock rows; the threads of a row stride over its head dim in 16-byte vectors when the
+// host found every value array aligned (p.vec > 1), else one element at a time with full strides.
+// The weights 2^(s_i - max) are computed once per row per thread, in fp32.
+#pragma once
+#include <cmath>
+
+#include "common/types.cuh"
+#include "common/vec.cuh"
+#include "launch.h"
+
+namespace kvinfer::detail {
+
+namespace merge_impl {
+
+using cuda::Vec;
+
+constexpr int kThreads = 256;
+
+template <bool kPair>
+__device__ __forceinline__ float lse_at(const MergeParams& p, int64_t q, int64_t h, int i) {
+  const int src = kPair ? i : 0;
+  const int64_t st = kPair ? 0 : i;
+  return p.s_in[src][q * p.s_in_stride[src][0] + st * p.s_in_stride[src][1] + h * p.s_in_stride[src][2]];
+}
+
+template <typename T, bool kPair>
+__device__ __forceinline__ const T* row_at(const MergeParams& p, int64_t q, int64_t h, int i) {
+  const int src = kPair ? i : 0;
+  const int64_t st = kPair ? 0 : i;
+  return static_cast<const T*>(p.v_in[src]) + q * p.v_in_stride[src][0] + st * p.v_in_stride[src][1] +
+         h * p.v_in_stride[src][2];
+}
+
+template <typename T, int kVec, bool kPair>
+__global__ void __launch_bounds__(kThreads) merge_kernel(const __grid_constant__ MergeParams p) {
+  const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  if (row >= p.seq * p.heads) return;
+  const int64_t q = row / p.heads, h = row - q * p.heads;
+  if (p.mask && !p.mask[q * p.mask_stride]) return;
+  const int n = kPair ? 2 : int(p.num_states);
+
+  float m = -INFINITY;
+  for (int i = 0; i < n; ++i) m = fmaxf(m, lse_at<kPair>(p, q, h, i));
+  // m == -inf: every state is empty; all weights stay 0 and the result is 0 / -inf, never NaN.
+  float sum = 0.f;
+  if (m != -INFINITY)
+    for (int i = 0; i < n; ++i) sum += exp2f(lse_at<kPair>(p, q, h, i) - m);
+  const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
+
+  T* out = static_cast<T*>(p.v_out) + q * p.v_out_stride[0] + h * p.v_out_stride[1];
+  for (int64_t d = int64_t(threadIdx.x) * kVec; d < p.head_dim; d += int64_t(blockDim.x) * kVec) {
+    float acc[kVec];
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
+#pragma unroll 4
+    for (int i = 0; i < n; ++i) {
+      const float w = m == -INFINITY ? 0.f : exp2f(lse_at<kPair>(p, q, h, i) - m) * inv_sum;
+      if (w == 0.f) continue;  // an empty state's values may be garbage (even NaN): never read them
+      const T* src = row_at<T, kPair>(p, q, h, i);
+      const int64_t d_stride = p.v_in_stride[kPair ? i : 0][3];
+      Vec<T, kVec> x;
+      if constexpr (kVec > 1) x.load(src + d);
+      else x.v[0] = src[d * d_stride];
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) acc[j] = fmaf(w, cuda::to_float(x.v[j]), acc[j]);
+    }
+    Vec<T, kVec> y;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) y.v[j] = cuda::from_float<T>(acc[j]);
+    if constexpr (kVec > 1) y.store(out + d);
+    else out[d * p.v_out_stride[2]] = y.v[0];
+  }
+  if (p.s_out && threadIdx.x == 0)
+    p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = m == -INFINITY ? -INFINITY : m + log2f(sum);
+}
+
+template <typename T, int kVec, bool kPair>
+cudaError_t launch(const MergeParams& p, cudaStream_t stream) {
+  // Threads per row: enough vectors to cover the head dim once, a power of two, at most a block.
+  const int64_t chunks = (p.head_dim + kVec - 1) / kVec;
+  int tx = 1;
+  while (tx < chunks && tx < kThreads) tx *= 2;
+  const int ty = kThreads / tx;
+  const int64_t rows = p.seq * p.heads;
+  const int64_t blocks = (rows + ty - 1) / ty;
+  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  merge_kernel<T, kVec, kPair><<<dim3(unsigned(blocks)), dim3(tx, ty), 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace merge_impl
+
+template <DType kV>
+cudaError_t launch_merge(const MergeParams& p, cudaStream_t stream) {
+  using T = cuda::cuda_t<kV>;
+  constexpr int kVec = 16 / sizeof(T);
+  const bool vec = p.vec == kVec;
+  if (p.pair) return vec ? merge_impl::launch<T, kVec, true>(p, stream) : merge_impl::launch<T, 1, true>(p, stream);
+  return vec ? merge_impl::launch<T, kVec, false>(p, stream) : merge_impl::launch<T, 1, false>(p, stream);
+}
+
+}  // namespace kvinfer::detail
