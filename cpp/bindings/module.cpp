@@ -64,13 +64,16 @@ NB_MODULE(_C, m) {
   m.def("device_description", &kvinfer::device_description, nb::arg("device"));
   m.def("stream_synchronize", [](uintptr_t s) { kvinfer::stream_synchronize(stream_of(s)); }, nb::arg("stream"));
 
+  // Views are built one statement at a time, inputs first, so the first bad argument is the one named.
   m.def(
       "merge_state",
       [](const Array& v_a, const Array& s_a, const Array& v_b, const Array& s_b, const Array& v_out,
          const OptArray& s_out, uintptr_t stream) {
-        TensorView s_out_v;
-        kvinfer::merge_state(view(v_a, "v_a"), view(s_a, "s_a"), view(v_b, "v_b"), view(s_b, "s_b"),
-                             view(v_out, "out"), view(s_out, "lse_out", &s_out_v), stream_of(stream));
+        const TensorView va = view(v_a, "v_a"), sa = view(s_a, "s_a"), vb = view(v_b, "v_b"), sb = view(s_b, "s_b");
+        const TensorView vo = view(v_out, "out");
+        TensorView so_slot;
+        const TensorView* so = view(s_out, "lse_out", &so_slot);
+        kvinfer::merge_state(va, sa, vb, sb, vo, so, stream_of(stream));
       },
       nb::arg("v_a"), nb::arg("s_a"), nb::arg("v_b"), nb::arg("s_b"), nb::arg("v_out"), nb::arg("s_out").none(),
       nb::arg("stream"));
@@ -79,18 +82,21 @@ NB_MODULE(_C, m) {
       "merge_state_in_place",
       [](const Array& v, const Array& s, const Array& v_other, const Array& s_other, const OptArray& mask,
          uintptr_t stream) {
-        TensorView mask_v;
-        kvinfer::merge_state_in_place(view(v, "v"), view(s, "s"), view(v_other, "v_other"), view(s_other, "s_other"),
-                                      view(mask, "mask", &mask_v), stream_of(stream));
+        const TensorView vv = view(v, "v"), sv = view(s, "s"), vo = view(v_other, "v_other"),
+                         so = view(s_other, "s_other");
+        TensorView mask_slot;
+        const TensorView* mv = view(mask, "mask", &mask_slot);
+        kvinfer::merge_state_in_place(vv, sv, vo, so, mv, stream_of(stream));
       },
       nb::arg("v"), nb::arg("s"), nb::arg("v_other"), nb::arg("s_other"), nb::arg("mask").none(), nb::arg("stream"));
 
   m.def(
       "merge_states",
       [](const Array& v, const Array& s, const Array& v_out, const OptArray& s_out, uintptr_t stream) {
-        TensorView s_out_v;
-        kvinfer::merge_states(view(v, "v"), view(s, "s"), view(v_out, "out"), view(s_out, "lse_out", &s_out_v),
-                              stream_of(stream));
+        const TensorView vv = view(v, "v"), sv = view(s, "s"), vo = view(v_out, "out");
+        TensorView so_slot;
+        const TensorView* so = view(s_out, "lse_out", &so_slot);
+        kvinfer::merge_states(vv, sv, vo, so, stream_of(stream));
       },
       nb::arg("v"), nb::arg("s"), nb::arg("v_out"), nb::arg("s_out").none(), nb::arg("stream"));
 }

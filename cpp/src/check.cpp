@@ -1,5 +1,8 @@
 #include "check.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 namespace kvinfer::detail {
 
 void fail(ErrorKind kind, const std::string& msg) { throw Error(kind, msg); }
@@ -7,6 +10,12 @@ void fail(ErrorKind kind, const std::string& msg) { throw Error(kind, msg); }
 std::string shape_str(const TensorView& t) {
   std::string s = "[";
   for (int i = 0; i < t.ndim; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
+  return s + "]";
+}
+
+static std::string strides_str(const TensorView& t) {
+  std::string s = "[";
+  for (int i = 0; i < t.ndim; ++i) s += (i ? ", " : "") + std::to_string(t.strides[i]);
   return s + "]";
 }
 
@@ -31,6 +40,23 @@ void expect_size(const TensorView& t, int dim, int64_t value, const char* what) 
   if (t.size(dim) != value)
     fail(ErrorKind::kValueError, std::string(t.name) + ": dimension " + std::to_string(dim) + " must equal " + what +
                                      " (" + std::to_string(value) + "), got shape " + shape_str(t));
+}
+
+void expect_non_overlapping(const TensorView& t) {
+  // Visit dims by increasing |stride|; each must step past everything the smaller ones span.
+  int order[TensorView::kMaxDims];
+  int n = 0;
+  for (int i = 0; i < t.ndim; ++i)
+    if (t.shape[i] > 1) order[n++] = i;
+  std::sort(order, order + n, [&](int a, int b) { return std::llabs(t.strides[a]) < std::llabs(t.strides[b]); });
+  int64_t span = 1;  // elements covered by the dims visited so far
+  for (int k = 0; k < n; ++k) {
+    const int i = order[k];
+    if (std::llabs(t.strides[i]) < span)
+      fail(ErrorKind::kValueError, std::string(t.name) + ": output elements overlap in memory (strides " +
+                                       strides_str(t) + " for shape " + shape_str(t) + "); pass a non-overlapping array");
+    span = std::llabs(t.strides[i]) * (t.shape[i] - 1) + span;
+  }
 }
 
 static const char* device_str(DLDeviceType d) {

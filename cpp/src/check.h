@@ -15,6 +15,8 @@ void expect_dtype(const TensorView& t, std::initializer_list<DType> allowed);
 void expect_ndim(const TensorView& t, int ndim, const char* layout);
 // t.size(dim) == value; `what` names the expected extent, e.g. "num_heads of v_a".
 void expect_size(const TensorView& t, int dim, int64_t value, const char* what);
+// Outputs: no two elements may share memory (zero or overlapping strides would race).
+void expect_non_overlapping(const TensorView& t);
 // Same CUDA device for all; throws for host arrays. Call after the structural checks.
 void expect_cuda_same_device(std::initializer_list<const TensorView*> ts);
 

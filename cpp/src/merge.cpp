@@ -43,6 +43,7 @@ void check_head_dim(const TensorView& v) {
 void check_outputs(const TensorView& v_out, const TensorView* s_out, const TensorView& v_in, int64_t seq,
                    int64_t heads, int64_t d) {
   detail::expect_dtype(v_out, {v_in.dtype});
+  detail::expect_non_overlapping(v_out);
   detail::expect_ndim(v_out, 3, "[seq, num_heads, head_dim]");
   detail::expect_size(v_out, 0, seq, "seq");
   detail::expect_size(v_out, 1, heads, "num_heads");
@@ -50,6 +51,7 @@ void check_outputs(const TensorView& v_out, const TensorView* s_out, const Tenso
   if (s_out) {
     expect_lse_dtype(*s_out);
     detail::expect_ndim(*s_out, 2, "[seq, num_heads]");
+    detail::expect_non_overlapping(*s_out);
     detail::expect_size(*s_out, 0, seq, "seq");
     detail::expect_size(*s_out, 1, heads, "num_heads");
   }
@@ -119,6 +121,8 @@ void merge_state(const TensorView& v_a, const TensorView& s_a, const TensorView&
 void merge_state_in_place(const TensorView& v, const TensorView& s, const TensorView& v_other,
                           const TensorView& s_other, const TensorView* mask, cudaStream_t stream) {
   check_pair(v, s, v_other, s_other);
+  detail::expect_non_overlapping(v);
+  detail::expect_non_overlapping(s);
   if (mask) {
     detail::expect_dtype(*mask, {DType::kBool, DType::kU8});
     detail::expect_ndim(*mask, 1, "[seq]");

@@ -35,7 +35,7 @@ __device__ __forceinline__ const T* row_at(const MergeParams& p, int64_t q, int6
 }
 
 template <typename T, int kVec, bool kPair>
-__global__ void __launch_bounds__(kThreads) merge_kernel(const __grid_constant__ MergeParams p) {
+__global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constant__ MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= p.seq * p.heads) return;
   const int64_t q = row / p.heads, h = row - q * p.heads;
@@ -55,17 +55,16 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(const __grid_constant__
     float acc[kVec];
 #pragma unroll
     for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
-#pragma unroll 4
     for (int i = 0; i < n; ++i) {
       const float w = m == -INFINITY ? 0.f : exp2f(lse_at<kPair>(p, q, h, i) - m) * inv_sum;
-      if (w == 0.f) continue;  // an empty state's values may be garbage (even NaN): never read them
-      const T* src = row_at<T, kPair>(p, q, h, i);
-      const int64_t d_stride = p.v_in_stride[kPair ? i : 0][3];
-      Vec<T, kVec> x;
-      if constexpr (kVec > 1) x.load(src + d);
-      else x.v[0] = src[d * d_stride];
+      if (w > 0.f) {  // an empty state's values may be garbage (even NaN): never read them
+        const T* src = row_at<T, kPair>(p, q, h, i);
+        Vec<T, kVec> x;
+        if constexpr (kVec > 1) x.load(src + d);
+        else x.v[0] = src[d * p.v_in_stride[kPair ? i : 0][3]];
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) acc[j] = fmaf(w, cuda::to_float(x.v[j]), acc[j]);
+        for (int j = 0; j < kVec; ++j) acc[j] = fmaf(w, cuda::to_float(x.v[j]), acc[j]);
+      }
     }
     Vec<T, kVec> y;
 #pragma unroll

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU run: build on the GPU machine, run the whole test suite (CPU + GPU) and the benchmarks.
+# Usage: ci/gpu.sh [OUT_DIR]   (default ci-out/). Writes build.log, info.txt, pytest.log, pytest.xml,
+# bench_*.md/json. Wheels in .whl/ (e.g. nvidia-cutlass, for a machine without network) are used first.
+# Env: KVINFER_CUDA_ARCHS / KVINFER_HEAD_DIMS / KVINFER_DTYPES narrow the build (README "Build options");
+#      KVINFER_SKIP_BUILD=1 reuses the installed package; KVINFER_BENCH=0 skips benchmarks.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR=$(mkdir -p "${1:-ci-out}" && cd "${1:-ci-out}" && pwd)
+export PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/kvinfer-site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/kvinfer-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$OUT_DIR/nvidia-smi.txt" 2>&1
+
+if [ "${KVINFER_SKIP_BUILD:-0}" != 1 ]; then
+  start=$(date +%s)
+  if ! python3 -m pip install --no-build-isolation -v . > "$OUT_DIR/build.log" 2>&1; then
+    tail -60 "$OUT_DIR/build.log"; echo "BUILD FAILED"; exit 1
+  fi
+  echo "build: $(( $(date +%s) - start )) s"
+fi
+(cd /tmp && python3 -m kvinfer info) | tee "$OUT_DIR/info.txt"
+
+python3 -m pytest tests -q -rs -p no:cacheprovider --junitxml="$OUT_DIR/pytest.xml" > "$OUT_DIR/pytest.log" 2>&1
+rc=$?
+grep -E "^(FAILED|ERROR)" "$OUT_DIR/pytest.log" | head -40
+tail -3 "$OUT_DIR/pytest.log"
+
+if [ "${KVINFER_BENCH:-1}" != 0 ]; then
+  for b in benchmarks/bench_*.py; do
+    n=$(basename "$b" .py)
+    python3 "$b" --json "$OUT_DIR/$n.json" > "$OUT_DIR/$n.md" 2>&1 || { echo "$n FAILED"; rc=1; }
+    cat "$OUT_DIR/$n.md"
+  done
+fi
+echo "GPU: $(head -2 "$OUT_DIR/nvidia-smi.txt" | tail -1)"
+exit $rc
