@@ -3,7 +3,7 @@
 // Memory-bound: each (seq, head) row reads num_states value rows and writes one. A block holds
 // kRowsPerBlock rows; the threads of a row stride over its head dim in 16-byte vectors when the
 // host found every value array aligned (p.vec > 1), else one element at a time with full strides.
-// The weights 2^(s_i - max) are computed once per row per thread, in fp32.
+// Weights are computed in fp32 with online rescaling (see the kernel).
 #pragma once
 #include <cmath>
 
@@ -42,36 +42,43 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
   if (p.mask && !p.mask[q * p.mask_stride]) return;
   const int n = kPair ? 2 : int(p.num_states);
 
-  float m = -INFINITY;
-  for (int i = 0; i < n; ++i) m = fmaxf(m, lse_at<kPair>(p, q, h, i));
-  // m == -inf: every state is empty; all weights stay 0 and the result is 0 / -inf, never NaN.
-  float sum = 0.f;
-  if (m != -INFINITY)
-    for (int i = 0; i < n; ++i) sum += exp2f(lse_at<kPair>(p, q, h, i) - m);
-  const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
-
   T* out = static_cast<T*>(p.v_out) + q * p.v_out_stride[0] + h * p.v_out_stride[1];
+  float m = -INFINITY, sum = 0.f;
   for (int64_t d = int64_t(threadIdx.x) * kVec; d < p.head_dim; d += int64_t(blockDim.x) * kVec) {
+    // Online rescaling (as in softmax): each state's LSE and values are loaded independently of
+    // the others, so all loads of a thread are in flight at once; no pass over the LSEs first.
     float acc[kVec];
 #pragma unroll
     for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
+    m = -INFINITY, sum = 0.f;
+#pragma unroll 4
     for (int i = 0; i < n; ++i) {
-      const float w = m == -INFINITY ? 0.f : exp2f(lse_at<kPair>(p, q, h, i) - m) * inv_sum;
-      if (w > 0.f) {  // an empty state's values may be garbage (even NaN): never read them
-        const T* src = row_at<T, kPair>(p, q, h, i);
-        Vec<T, kVec> x;
-        if constexpr (kVec > 1) x.load(src + d);
-        else x.v[0] = src[d * p.v_in_stride[kPair ? i : 0][3]];
+      const float s_i = lse_at<kPair>(p, q, h, i);
+      const T* src = row_at<T, kPair>(p, q, h, i);
+      Vec<T, kVec> x;
+      if constexpr (kVec > 1) x.load(src + d);
+      else x.v[0] = src[d * p.v_in_stride[kPair ? i : 0][3]];
+      const float m_new = fmaxf(m, s_i);
+      // -inf states get weight 0 and their values (possibly garbage, even NaN) are never used;
+      // while every state so far is -inf, acc and sum are 0 and need no rescaling.
+      const float scale = m_new == -INFINITY ? 1.f : exp2f(m - m_new);
+      const float w = s_i == -INFINITY ? 0.f : exp2f(s_i - m_new);
 #pragma unroll
-        for (int j = 0; j < kVec; ++j) acc[j] = fmaf(w, cuda::to_float(x.v[j]), acc[j]);
+      for (int j = 0; j < kVec; ++j) {
+        const float a = acc[j] * scale;
+        acc[j] = w > 0.f ? fmaf(w, cuda::to_float(x.v[j]), a) : a;
       }
+      sum = sum * scale + w;
+      m = m_new;
     }
+    const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
     Vec<T, kVec> y;
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) y.v[j] = cuda::from_float<T>(acc[j]);
+    for (int j = 0; j < kVec; ++j) y.v[j] = cuda::from_float<T>(acc[j] * inv_sum);
     if constexpr (kVec > 1) y.store(out + d);
     else out[d * p.v_out_stride[2]] = y.v[0];
   }
+  // Every thread of the row computed the same (m, sum); threadIdx.x == 0 always ran the loop once.
   if (p.s_out && threadIdx.x == 0)
     p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = m == -INFINITY ? -INFINITY : m + log2f(sum);
 }

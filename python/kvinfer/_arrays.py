@@ -39,11 +39,13 @@ class Call:
     def __init__(self, ref, stream=None, what="v"):
         self.fw = framework_of(ref)
         self.ref = ref
+        self._torch_fast = False  # torch arrays on their current stream: export without the protocol's sync
         if stream is not None:
             self.stream = _stream_handle(stream)
         elif self.fw == "torch" and ref.is_cuda:
             import torch
             self.stream = torch.cuda.current_stream(ref.device).cuda_stream
+            self._torch_fast = True
         elif self.fw == "cupy":
             import cupy
             self.stream = cupy.cuda.get_current_stream().ptr
@@ -85,8 +87,11 @@ class Call:
                                 "(leave out=/lse_out= unset, or use merge_state instead of the in-place form)")
             x.block_until_ready()
             return x.__dlpack__()
-        if fw == "torch" and not x.is_cuda:
-            return x.__dlpack__()
+        if fw == "torch" and (self._torch_fast or not x.is_cuda):
+            # Same stream as the producer (or host memory): nothing to order, and to_dlpack costs
+            # ~0.2 us against ~2 us for __dlpack__.
+            from torch.utils.dlpack import to_dlpack
+            return to_dlpack(x)
         return x.__dlpack__(stream=self.stream or _LEGACY_DEFAULT)
 
     def dest(self, x, name, allocated):
