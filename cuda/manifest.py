@@ -19,7 +19,7 @@ DTYPES = {"fp16": "kF16", "bf16": "kBF16", "fp32": "kF32"}
 ATTN_DTYPES = ("fp16", "bf16")
 MERGE_DTYPES = ("fp16", "bf16", "fp32")   # merge kernels also take fp32 partial outputs
 KNOWN_ARCHS = ("80", "86", "89", "90", "90a")
-FAMILIES = ("merge",)
+FAMILIES = ("merge", "append_kv")
 
 
 def split_list(s):
@@ -42,6 +42,19 @@ def merge_instances(archs):
     return out
 
 
+def append_kv_instances(archs):
+    """Paged-cache append: a copy, so one instance per element size (2: fp16/bf16, 1: fp8 caches)."""
+    return [dict(
+        family="append_kv",
+        name=f"append_kv_{b}byte",
+        params={"elem_bytes": b},
+        archs=archs,
+        include="page/append_kv_launch.cuh",
+        instantiate=f"template cudaError_t launch_append_kv<{b}>(const AppendKVParams&, cudaStream_t);",
+        dispatch=f"KVINFER_APPEND_KV_INSTANCE({b})",
+    ) for b in (2, 1)]
+
+
 def build_manifest(archs, head_dims, dtypes):
     for a in archs:
         if a not in KNOWN_ARCHS:
@@ -52,7 +65,7 @@ def build_manifest(archs, head_dims, dtypes):
     for h in head_dims:
         if h not in (64, 128, 256):
             sys.exit(f"manifest: head dim {h} in KVINFER_HEAD_DIMS is not supported (64, 128, 256)")
-    return merge_instances(archs)
+    return merge_instances(archs) + append_kv_instances(archs)
 
 
 def write_if_changed(path, text):

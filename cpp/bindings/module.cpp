@@ -39,6 +39,12 @@ const TensorView* view(const OptArray& a, const char* name, TensorView* slot) {
 
 cudaStream_t stream_of(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
+kvinfer::KVLayout parse_layout(const std::string& s) {
+  if (s == "NHD") return kvinfer::KVLayout::kNHD;
+  if (s == "HND") return kvinfer::KVLayout::kHND;
+  throw kvinfer::Error(kvinfer::ErrorKind::kValueError, "kv_layout: expected \"NHD\" or \"HND\", got \"" + s + "\"");
+}
+
 }  // namespace
 
 NB_MODULE(_C, m) {
@@ -99,4 +105,22 @@ NB_MODULE(_C, m) {
         kvinfer::merge_states(vv, sv, vo, so, stream_of(stream));
       },
       nb::arg("v"), nb::arg("s"), nb::arg("v_out"), nb::arg("s_out").none(), nb::arg("stream"));
+
+  m.def(
+      "append_paged_kv_cache",
+      [](const Array& append_k, const Array& append_v, const Array& batch_indices, const Array& positions,
+         const Array& k_cache, const Array& v_cache, const std::string& kv_layout, const Array& kv_indices,
+         const Array& kv_indptr, const OptArray& kv_last_page_len, uintptr_t stream) {
+        const kvinfer::KVLayout layout = parse_layout(kv_layout);
+        const TensorView ak = view(append_k, "append_key"), av = view(append_v, "append_value");
+        const TensorView bi = view(batch_indices, "batch_indices"), pos = view(positions, "positions");
+        const TensorView kc = view(k_cache, "k_cache"), vc = view(v_cache, "v_cache");
+        const TensorView ki = view(kv_indices, "kv_indices"), kp = view(kv_indptr, "kv_indptr");
+        TensorView lpl_slot;
+        const TensorView* lpl = view(kv_last_page_len, "kv_last_page_len", &lpl_slot);
+        kvinfer::append_paged_kv_cache(ak, av, bi, pos, kc, vc, layout, ki, kp, lpl, stream_of(stream));
+      },
+      nb::arg("append_k"), nb::arg("append_v"), nb::arg("batch_indices"), nb::arg("positions"), nb::arg("k_cache"),
+      nb::arg("v_cache"), nb::arg("kv_layout"), nb::arg("kv_indices"), nb::arg("kv_indptr"),
+      nb::arg("kv_last_page_len").none(), nb::arg("stream"));
 }

@@ -42,6 +42,21 @@ void expect_size(const TensorView& t, int dim, int64_t value, const char* what) 
                                      " (" + std::to_string(value) + "), got shape " + shape_str(t));
 }
 
+void expect_index_array(const TensorView& t, int64_t length, const char* what) {
+  expect_dtype(t, {DType::kI32});
+  expect_ndim(t, 1, "(an index array)");
+  if (length >= 0) expect_size(t, 0, length, what);
+  if (t.shape[0] > 1 && t.strides[0] != 1)
+    fail(ErrorKind::kValueError, std::string(t.name) + ": index arrays must be contiguous, got stride " +
+                                     std::to_string(t.strides[0]));
+}
+
+void expect_unit_last_stride(const TensorView& t) {
+  if (t.ndim > 0 && t.size(-1) > 1 && t.stride(-1) != 1)
+    fail(ErrorKind::kValueError, std::string(t.name) + ": the last (head_dim) axis must have stride 1, got strides " +
+                                     strides_str(t) + " for shape " + shape_str(t));
+}
+
 void expect_non_overlapping(const TensorView& t) {
   // Visit dims by increasing |stride|; each must step past everything the smaller ones span.
   int order[TensorView::kMaxDims];

@@ -22,4 +22,20 @@ void dispatch_merge(DType v_dtype, const MergeParams& p, cudaStream_t stream) {
   check_cuda(err, "merge kernel launch");
 }
 
+void dispatch_append_kv(DType cache_dtype, const AppendKVParams& p, cudaStream_t stream) {
+  cudaError_t err;
+  switch (dtype_bytes(cache_dtype)) {
+#define KVINFER_APPEND_KV_INSTANCE(bytes) \
+  case bytes:                              \
+    err = launch_append_kv<bytes>(p, stream); \
+    break;
+#include "dispatch_append_kv.inc"
+#undef KVINFER_APPEND_KV_INSTANCE
+    default:
+      throw Error(ErrorKind::kNotCompiled, std::string("append_paged_kv_cache for cache dtype ") +
+                                               dtype_name(cache_dtype) + " is not in this build (see cuda/manifest.py)");
+  }
+  check_cuda(err, "append_paged_kv_cache kernel launch");
+}
+
 }  // namespace kvinfer::detail

@@ -31,4 +31,23 @@ struct MergeParams {
 template <DType kV>
 cudaError_t launch_merge(const MergeParams& p, cudaStream_t stream);
 
+// Append of nnz tokens' K/V rows into a paged cache (cpp/include/kvinfer/page.h).
+struct AppendKVParams {
+  int64_t nnz = 0, heads = 0, head_dim = 0;
+  int64_t batch = 0, num_pages = 0, page_size = 0;
+  int vec = 1;                          // elements per vector access (16 bytes' worth) or 1
+  const void* src[2] = {};              // append_k, append_v
+  int64_t src_stride[2][3] = {};        // token, head, d
+  void* cache[2] = {};                  // k_cache, v_cache
+  int64_t cache_stride[2][4] = {};      // page, slot, head, d (layout already resolved)
+  const int32_t* batch_indices = nullptr;
+  const int32_t* positions = nullptr;
+  const int32_t* kv_indices = nullptr;  // [kv_indptr[batch]]
+  const int32_t* kv_indptr = nullptr;   // [batch + 1]
+};
+
+// Instantiated per element size (bytes): the append only moves bits.
+template <int kElemBytes>
+cudaError_t launch_append_kv(const AppendKVParams& p, cudaStream_t stream);
+
 }  // namespace kvinfer::detail

@@ -7,10 +7,11 @@ import os as _os
 
 from . import _C
 from .merge import merge_state, merge_state_in_place, merge_states
+from .page import append_paged_kv_cache
 
 __version__ = _C.version()
 
-__all__ = ["merge_state", "merge_state_in_place", "merge_states", "info", "cuda_available", "cmake_dir",
+__all__ = ["merge_state", "merge_state_in_place", "merge_states", "append_paged_kv_cache", "info", "cuda_available", "cmake_dir",
            "__version__"]
 
 

@@ -3,4 +3,5 @@
 #include "kvinfer/errors.h"
 #include "kvinfer/runtime.h"
 #include "kvinfer/merge.h"
+#include "kvinfer/page.h"
 #include "kvinfer/tensor.h"
