@@ -39,7 +39,7 @@ def test_manifest_generates_one_file_per_instance(tmp_path):
     r = run_manifest(tmp_path, "--archs", "80;90a", "--head-dims", "128", "--dtypes", "bf16")
     assert r.returncode == 0, r.stderr
     files = sorted(os.listdir(tmp_path / "instances"))
-    assert files == ["merge_bf16.cu", "merge_fp16.cu", "merge_fp32.cu"]
+    assert files == ["append_kv_1byte.cu", "append_kv_2byte.cu", "merge_bf16.cu", "merge_fp16.cu", "merge_fp32.cu"]
     cmake = (tmp_path / "instances.cmake").read_text()
     assert all(f in cmake for f in files) and "|80,90a" in cmake
     ns = {}
