@@ -7,6 +7,7 @@
 #include <nanobind/stl/string.h>
 
 #include <optional>
+#include <vector>
 
 #include "kvinfer/kvinfer.h"
 
@@ -38,6 +39,13 @@ const TensorView* view(const OptArray& a, const char* name, TensorView* slot) {
 }
 
 cudaStream_t stream_of(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+// A host int32 vector handed to numpy without a copy; the capsule frees it with the array.
+nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> to_numpy(std::vector<int32_t>&& v) {
+  auto* owned = new std::vector<int32_t>(std::move(v));
+  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<int32_t>*>(p); });
+  return nb::ndarray<nb::numpy, int32_t, nb::ndim<1>>(owned->data(), {owned->size()}, owner);
+}
 
 kvinfer::KVLayout parse_layout(const std::string& s) {
   if (s == "NHD") return kvinfer::KVLayout::kNHD;
@@ -123,4 +131,28 @@ NB_MODULE(_C, m) {
       nb::arg("append_k"), nb::arg("append_v"), nb::arg("batch_indices"), nb::arg("positions"), nb::arg("k_cache"),
       nb::arg("v_cache"), nb::arg("kv_layout"), nb::arg("kv_indices"), nb::arg("kv_indptr"),
       nb::arg("kv_last_page_len").none(), nb::arg("stream"));
+
+  m.def(
+      "plan_decode",
+      [](const Array& kv_indptr, const Array& kv_last_page_len, int num_qo_heads, int num_kv_heads, int head_dim,
+         int page_size, int target_ctas, int min_chunk_tokens) {
+        kvinfer::DecodePlanOptions opt;
+        opt.num_qo_heads = num_qo_heads, opt.num_kv_heads = num_kv_heads, opt.head_dim = head_dim;
+        opt.page_size = page_size, opt.target_ctas = target_ctas, opt.min_chunk_tokens = min_chunk_tokens;
+        const TensorView ip = view(kv_indptr, "kv_indptr"), lp = view(kv_last_page_len, "kv_last_page_len");
+        kvinfer::DecodePlan p = kvinfer::plan_decode(ip, lp, opt);
+        nb::dict d;
+        d["chunk_tokens"] = p.chunk_tokens;
+        d["num_partials"] = p.num_partials;
+        d["int_workspace_bytes"] = p.int_workspace_bytes;
+        d["float_workspace_bytes"] = p.float_workspace_bytes;
+        d["work_request"] = to_numpy(std::move(p.work_request));
+        d["work_kv_begin"] = to_numpy(std::move(p.work_kv_begin));
+        d["work_kv_end"] = to_numpy(std::move(p.work_kv_end));
+        d["work_partial"] = to_numpy(std::move(p.work_partial));
+        d["merge_indptr"] = to_numpy(std::move(p.merge_indptr));
+        return d;
+      },
+      nb::arg("kv_indptr"), nb::arg("kv_last_page_len"), nb::arg("num_qo_heads"), nb::arg("num_kv_heads"),
+      nb::arg("head_dim"), nb::arg("page_size"), nb::arg("target_ctas"), nb::arg("min_chunk_tokens"));
 }

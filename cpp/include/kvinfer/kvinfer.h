@@ -4,4 +4,5 @@
 #include "kvinfer/runtime.h"
 #include "kvinfer/merge.h"
 #include "kvinfer/page.h"
+#include "kvinfer/plan.h"
 #include "kvinfer/tensor.h"
