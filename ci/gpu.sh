@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU run: build on the GPU machine, run the whole test suite (CPU + GPU) and the benchmarks.
-# Usage: ci/gpu.sh [OUT_DIR]   (default ci-out/). Writes build.log, info.txt, pytest.log, pytest.xml,
+# Usage: ci/gpu.sh [OUT_DIR]   (default ci-out/). Writes build.log, info.txt, pytest.log, nvidia-smi.txt,
 # bench_*.md/json. Wheels in .whl/ (e.g. nvidia-cutlass, for a machine without network) are used first.
 # Env: KVINFER_CUDA_ARCHS / KVINFER_HEAD_DIMS / KVINFER_DTYPES narrow the build (README "Build options");
 #      KVINFER_SKIP_BUILD=1 reuses the installed package; KVINFER_BENCH=0 skips benchmarks.
@@ -24,7 +24,7 @@ if [ "${KVINFER_SKIP_BUILD:-0}" != 1 ]; then
 fi
 (cd /tmp && python3 -m kvinfer info) | tee "$OUT_DIR/info.txt"
 
-python3 -m pytest tests -q -rs -p no:cacheprovider --junitxml="$OUT_DIR/pytest.xml" > "$OUT_DIR/pytest.log" 2>&1
+python3 -m pytest tests -q -rs -p no:cacheprovider > "$OUT_DIR/pytest.log" 2>&1
 rc=$?
 grep -E "^(FAILED|ERROR)" "$OUT_DIR/pytest.log" | head -40
 tail -3 "$OUT_DIR/pytest.log"
