@@ -76,6 +76,7 @@ NB_MODULE(_C, m) {
   m.def("num_instances", &kvinfer::num_instances);
   m.def("device_count", &kvinfer::device_count);
   m.def("device_description", &kvinfer::device_description, nb::arg("device"));
+  m.def("device_sm_count", &kvinfer::device_sm_count, nb::arg("device"));
   m.def("stream_synchronize", [](uintptr_t s) { kvinfer::stream_synchronize(stream_of(s)); }, nb::arg("stream"));
 
   // Views are built one statement at a time, inputs first, so the first bad argument is the one named.

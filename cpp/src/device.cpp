@@ -45,6 +45,16 @@ std::string device_description(int device) {
          std::to_string(p.multiProcessorCount) + " SMs, " + std::to_string(p.totalGlobalMem >> 20) + " MiB)";
 }
 
+int device_sm_count(int device) {
+  int n = device_count();
+  if (device < 0 || device >= n)
+    throw Error(ErrorKind::kValueError, "device: expected an index in [0, " + std::to_string(n) + "), got " +
+                                            std::to_string(device));
+  int sms = 0;
+  detail::check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  return sms;
+}
+
 void stream_synchronize(cudaStream_t stream) { detail::check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
 
 }  // namespace kvinfer

@@ -17,15 +17,8 @@ def plan_decode(kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_di
     merge_indptr [batch+1] (partial states of each split request), num_partials, and the exact
     int/float workspace bytes the plan needs.
     """
-    if target_ctas is None:
-        target_ctas = 2 * _sm_count()
+    if target_ctas is None:  # two resident CTAs per SM; 132 SMs (H100/H200) when there is no GPU
+        target_ctas = 2 * (_C.device_sm_count(0) if _C.device_count() else 132)
     return _C.plan_decode(kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
                           target_ctas, min_chunk_tokens)
 
-
-def _sm_count():
-    """SMs of GPU 0 (132, an H100/H200, when there is none: plans stay comparable on CPU)."""
-    if _C.device_count() == 0:
-        return 132
-    desc = _C.device_description(0)
-    return int(desc.split(" SMs")[0].rsplit(", ", 1)[-1])

@@ -1,18 +1,9 @@
 """append_paged_kv_cache argument checks (C++), on host arrays: index arrays, layouts, strides."""
-import contextlib
-
 import numpy as np
 import pytest
 
 import kvinfer
-
-
-@contextlib.contextmanager
-def raises(exc, *words):
-    with pytest.raises(exc) as info:
-        yield info
-    for w in words:
-        assert w in str(info.value), f"{w!r} not in {info.value!r}"
+from _util import raises
 
 
 def args(nnz=5, pages=3, page_size=8, heads=4, dim=16, batch=2, layout="NHD", dtype=np.float16):

@@ -3,27 +3,17 @@
 Structural checks (dtype, ndim, shape, strides) come before the device check, so they run on host
 arrays here; the device check itself is the last case.
 """
-import contextlib
-
 import numpy as np
 import pytest
 
 import kvinfer
+from _util import raises
 
 rng = np.random.default_rng(0)
 
 
 def state(seq=5, heads=3, dim=16, dtype=np.float16):
     return rng.standard_normal((seq, heads, dim)).astype(dtype), rng.standard_normal((seq, heads)).astype(np.float32)
-
-
-@contextlib.contextmanager
-def raises(exc, *words):
-    """pytest.raises whose message must contain every word."""
-    with pytest.raises(exc) as info:
-        yield info
-    for w in words:
-        assert w in str(info.value), f"{w!r} not in {info.value!r}"
 
 
 def test_host_arrays_are_rejected_by_device_check():

@@ -16,6 +16,8 @@ KVINFER_API int num_instances();
 KVINFER_API int device_count();
 // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)"; throws Error(kValueError) for a bad index.
 KVINFER_API std::string device_description(int device);
+// Multiprocessors of `device` (the planner sizes grids by it); throws Error(kValueError) for a bad index.
+KVINFER_API int device_sm_count(int device);
 // Waits for `stream`; throws Error(kCudaError) if it failed.
 KVINFER_API void stream_synchronize(cudaStream_t stream);
 
