@@ -116,6 +116,17 @@ NB_MODULE(_C, m) {
       nb::arg("v"), nb::arg("s"), nb::arg("v_out"), nb::arg("s_out").none(), nb::arg("stream"));
 
   m.def(
+      "merge_states_ragged",
+      [](const Array& v, const Array& s, const Array& indptr, const Array& v_out, const OptArray& s_out,
+         uintptr_t stream) {
+        const TensorView vv = view(v, "v"), sv = view(s, "s"), ip = view(indptr, "indptr"), vo = view(v_out, "out");
+        TensorView so_slot;
+        const TensorView* so = view(s_out, "lse_out", &so_slot);
+        kvinfer::merge_states_ragged(vv, sv, ip, vo, so, stream_of(stream));
+      },
+      nb::arg("v"), nb::arg("s"), nb::arg("indptr"), nb::arg("v_out"), nb::arg("s_out").none(), nb::arg("stream"));
+
+  m.def(
       "append_paged_kv_cache",
       [](const Array& append_k, const Array& append_v, const Array& batch_indices, const Array& positions,
          const Array& k_cache, const Array& v_cache, const std::string& kv_layout, const Array& kv_indices,

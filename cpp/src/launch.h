@@ -11,7 +11,8 @@ namespace kvinfer::detail {
 
 // Merge of num_states attention states per (seq, head) row.
 // kPair form (merge_state, merge_state_in_place): state i comes from source i, num_states == 2.
-// Multi form (merge_states): every state comes from source 0, state i at i * v_stride[0][1].
+// Multi form (merge_states): every state comes from source 0, state i at i * v_stride[0][1];
+// ragged when state_indptr is set (below).
 struct MergeParams {
   int64_t seq = 0, heads = 0, head_dim = 0, num_states = 0;
   bool pair = false;
@@ -26,6 +27,11 @@ struct MergeParams {
   int64_t s_in_stride[2][3] = {};   // seq, state, head
   const uint8_t* mask = nullptr;    // optional, [seq]: rows with mask 0 are left untouched
   int64_t mask_stride = 0;
+  // Ragged multi form: row q merges states state_indptr[q] .. state_indptr[q+1]-1 of source 0
+  // (a [num_partials, H, D] array; v_in_stride[0][1] == v_in_stride[0][0]). Rows whose range falls
+  // outside [0, num_partials] are written as NaN: device-resident indices cannot be checked on the host.
+  const int32_t* state_indptr = nullptr;
+  int64_t num_partials = 0;
 };
 
 template <DType kV>

@@ -164,4 +164,33 @@ void merge_states(const TensorView& v, const TensorView& s, const TensorView& v_
   run(v.dtype, p, v.device_id, stream);
 }
 
+void merge_states_ragged(const TensorView& v, const TensorView& s, const TensorView& state_indptr,
+                         const TensorView& v_out, const TensorView* s_out, cudaStream_t stream) {
+  expect_value_dtype(v);
+  detail::expect_ndim(v, 3, "[num_partials, num_heads, head_dim]");
+  check_head_dim(v);
+  expect_lse_dtype(s);
+  detail::expect_ndim(s, 2, "[num_partials, num_heads]");
+  detail::expect_size(s, 0, v.size(0), "num_partials");
+  detail::expect_size(s, 1, v.size(1), "num_heads");
+  detail::expect_ndim(v_out, 3, "[seq, num_heads, head_dim]");
+  detail::expect_index_array(state_indptr, v_out.size(0) + 1, "seq + 1 (rows of out plus one)");
+  check_outputs(v_out, s_out, v, v_out.size(0), v.size(1), v.size(2));
+  detail::expect_cuda_same_device({&v, &s, &state_indptr, &v_out, s_out});
+  MergeParams p;
+  p.seq = v_out.size(0), p.heads = v.size(1), p.head_dim = v.size(2), p.pair = false;
+  p.vec = pick_vec(v.dtype, {&v, &v_out});
+  p.v_in[0] = v.data;
+  p.s_in[0] = static_cast<const float*>(s.data);
+  // Partial q + i sits i rows after partial q: the state axis is the row axis.
+  p.v_in_stride[0][0] = p.v_in_stride[0][1] = v.strides[0];
+  p.v_in_stride[0][2] = v.strides[1], p.v_in_stride[0][3] = v.strides[2];
+  p.s_in_stride[0][0] = p.s_in_stride[0][1] = s.strides[0];
+  p.s_in_stride[0][2] = s.strides[1];
+  p.state_indptr = static_cast<const int32_t*>(state_indptr.data);
+  p.num_partials = v.size(0);
+  set_out(p, v_out, s_out);
+  run(v.dtype, p, v.device_id, stream);
+}
+
 }  // namespace kvinfer

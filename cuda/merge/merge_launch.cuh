@@ -40,9 +40,19 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
   if (row >= p.seq * p.heads) return;
   const int64_t q = row / p.heads, h = row - q * p.heads;
   if (p.mask && !p.mask[q * p.mask_stride]) return;
-  const int n = kPair ? 2 : int(p.num_states);
-
   T* out = static_cast<T*>(p.v_out) + q * p.v_out_stride[0] + h * p.v_out_stride[1];
+  int n = kPair ? 2 : int(p.num_states);
+  int64_t origin = q;  // index along the inputs' seq axis where this row's states start
+  if (!kPair && p.state_indptr) {
+    const int64_t lo = p.state_indptr[q], hi = p.state_indptr[q + 1];
+    if (lo < 0 || hi < lo || hi > p.num_partials) {  // corrupt indices: make it visible, never read out of range
+      for (int64_t d = threadIdx.x; d < p.head_dim; d += blockDim.x) out[d * p.v_out_stride[2]] = cuda::from_float<T>(NAN);
+      if (p.s_out && threadIdx.x == 0) p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = NAN;
+      return;
+    }
+    origin = lo, n = int(hi - lo);
+  }
+
   float m = -INFINITY, sum = 0.f;
   for (int64_t d = int64_t(threadIdx.x) * kVec; d < p.head_dim; d += int64_t(blockDim.x) * kVec) {
     // Online rescaling (as in softmax): each state's LSE and values are loaded independently of
@@ -53,8 +63,8 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
     m = -INFINITY, sum = 0.f;
 #pragma unroll 4
     for (int i = 0; i < n; ++i) {
-      const float s_i = lse_at<kPair>(p, q, h, i);
-      const T* src = row_at<T, kPair>(p, q, h, i);
+      const float s_i = lse_at<kPair>(p, origin, h, i);
+      const T* src = row_at<T, kPair>(p, origin, h, i);
       Vec<T, kVec> x;
       if constexpr (kVec > 1) x.load(src + d);
       else x.v[0] = src[d * p.v_in_stride[kPair ? i : 0][3]];

@@ -36,15 +36,29 @@ def merge_state_in_place(v, s, v_other, s_other, mask=None, *, stream=None):
     c.finish()
 
 
-def merge_states(v, s, *, out=None, lse_out=None, stream=None):
-    """Merge v [seq, num_states, H, D], s [seq, num_states, H] over the state axis. Returns (v, s)."""
+def merge_states(v, s, *, indptr=None, out=None, lse_out=None, stream=None):
+    """Merge over the state axis. Returns (v, s).
+
+    Uniform: v [seq, num_states, H, D], s [seq, num_states, H].
+    Ragged (split-KV partials): v [num_partials, H, D], s [num_partials, H] and indptr (int32,
+    [seq + 1], on the device): row q merges partials indptr[q] .. indptr[q+1]-1 (none: 0 / -inf).
+    """
     c = Call(v, stream)
     own_out, own_lse = out is None, lse_out is None
-    if own_out:
-        out = _alloc(c, v, 4, (0, 2, 3))
-    if own_lse:
-        lse_out = _alloc(c, v, 4, (0, 2), "float32")
-    _C.merge_states(c.arg(v, "v"), c.arg(s, "s"), c.dest(out, "out", own_out),
-                    c.dest(lse_out, "lse_out", own_lse), c.stream)
+    if indptr is None:
+        if own_out:
+            out = _alloc(c, v, 4, (0, 2, 3))
+        if own_lse:
+            lse_out = _alloc(c, v, 4, (0, 2), "float32")
+        _C.merge_states(c.arg(v, "v"), c.arg(s, "s"), c.dest(out, "out", own_out),
+                        c.dest(lse_out, "lse_out", own_lse), c.stream)
+    else:
+        shape, seq = tuple(v.shape), max(int(indptr.shape[0]) - 1, 0)
+        if own_out:
+            out = c.empty((seq,) + shape[1:] if len(shape) == 3 else (0, 0, 0))
+        if own_lse:
+            lse_out = c.empty((seq, shape[1]) if len(shape) == 3 else (0, 0), "float32")
+        _C.merge_states_ragged(c.arg(v, "v"), c.arg(s, "s"), c.arg(indptr, "indptr"), c.dest(out, "out", own_out),
+                               c.dest(lse_out, "lse_out", own_lse), c.stream)
     c.finish()
     return out, lse_out

@@ -117,3 +117,14 @@ def test_torch_cpu_arrays_go_through_the_same_checks():
         kvinfer.merge_state(va, sa, vb[:, :2], sb)
     with raises(ValueError, "v_a", "CUDA device", "cpu"):
         kvinfer.merge_state(va, sa, vb, sb)
+
+
+def test_ragged_merge_indptr_checks():
+    v = rng.standard_normal((6, 3, 16)).astype(np.float32)
+    s = rng.standard_normal((6, 3)).astype(np.float32)
+    with raises(TypeError, "indptr", "int32", "int64"):
+        kvinfer.merge_states(v, s, indptr=np.array([0, 2, 6], np.int64))
+    with raises(ValueError, "lse_out", "seq (2)"):
+        kvinfer.merge_states(v, s, indptr=np.array([0, 2, 6], np.int32), lse_out=np.empty((3, 3), np.float32))
+    with raises(ValueError, "v", "CUDA device"):
+        kvinfer.merge_states(v, s, indptr=np.array([0, 2, 6], np.int32))

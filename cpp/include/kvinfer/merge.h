@@ -28,4 +28,10 @@ KVINFER_API void merge_state_in_place(const TensorView& v, const TensorView& s, 
 KVINFER_API void merge_states(const TensorView& v, const TensorView& s, const TensorView& v_out,
                               const TensorView* s_out, cudaStream_t stream);
 
+// Ragged form (split-KV): v[num_partials, H, D], s[num_partials, H]; row q of the output merges
+// partials state_indptr[q] .. state_indptr[q+1]-1 (int32 [seq + 1], device-resident; an empty range
+// gives 0 / -inf). Rows whose range is not inside [0, num_partials] are written as NaN.
+KVINFER_API void merge_states_ragged(const TensorView& v, const TensorView& s, const TensorView& state_indptr,
+                                     const TensorView& v_out, const TensorView* s_out, cudaStream_t stream);
+
 }  // namespace kvinfer
