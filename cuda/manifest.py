@@ -19,7 +19,7 @@ DTYPES = {"fp16": "kF16", "bf16": "kBF16", "fp32": "kF32"}
 ATTN_DTYPES = ("fp16", "bf16")
 MERGE_DTYPES = ("fp16", "bf16", "fp32")   # merge kernels also take fp32 partial outputs
 KNOWN_ARCHS = ("80", "86", "89", "90", "90a")
-FAMILIES = ("merge", "append_kv")
+FAMILIES = ("merge", "append_kv", "attention")
 
 
 def split_list(s):
@@ -55,6 +55,27 @@ def append_kv_instances(archs):
     ) for b in (2, 1)]
 
 
+def attention_instances(archs, head_dims, dtypes):
+    """FA2-class attention (cuda/sm80): one instance per (head dim, dtype, tile). Masks, soft cap,
+    window, scale, KV layout and paging are run-time parameters (DESIGN.md section 4)."""
+    out = []
+    for d in head_dims:
+        for dt in dtypes:
+            for tile in ("decode", "prefill"):
+                tile_enum = "AttnTile::k" + tile.capitalize()
+                out.append(dict(
+                    family="attention",
+                    name=f"attention_sm80_d{d}_{dt}_{tile}",
+                    params={"backend": "fa2", "head_dim": d, "dtype": dt, "tile": tile},
+                    archs=archs,
+                    include="sm80/attention_launch.cuh",
+                    instantiate=(f"template cudaError_t launch_attention<{d}, DType::{DTYPES[dt]}, {tile_enum}>"
+                                 "(const AttnParams&, cudaStream_t);"),
+                    dispatch=f"KVINFER_ATTENTION_INSTANCE({d}, DType::{DTYPES[dt]}, {tile_enum})",
+                ))
+    return out
+
+
 def build_manifest(archs, head_dims, dtypes):
     for a in archs:
         if a not in KNOWN_ARCHS:
@@ -65,7 +86,7 @@ def build_manifest(archs, head_dims, dtypes):
     for h in head_dims:
         if h not in (64, 128, 256):
             sys.exit(f"manifest: head dim {h} in KVINFER_HEAD_DIMS is not supported (64, 128, 256)")
-    return merge_instances(archs) + append_kv_instances(archs)
+    return merge_instances(archs) + append_kv_instances(archs) + attention_instances(archs, head_dims, dtypes)
 
 
 def write_if_changed(path, text):

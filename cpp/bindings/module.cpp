@@ -145,26 +145,127 @@ NB_MODULE(_C, m) {
       nb::arg("kv_last_page_len").none(), nb::arg("stream"));
 
   m.def(
-      "plan_decode",
-      [](const Array& kv_indptr, const Array& kv_last_page_len, int num_qo_heads, int num_kv_heads, int head_dim,
-         int page_size, int target_ctas, int min_chunk_tokens) {
-        kvinfer::DecodePlanOptions opt;
-        opt.num_qo_heads = num_qo_heads, opt.num_kv_heads = num_kv_heads, opt.head_dim = head_dim;
-        opt.page_size = page_size, opt.target_ctas = target_ctas, opt.min_chunk_tokens = min_chunk_tokens;
-        const TensorView ip = view(kv_indptr, "kv_indptr"), lp = view(kv_last_page_len, "kv_last_page_len");
-        kvinfer::DecodePlan p = kvinfer::plan_decode(ip, lp, opt);
-        nb::dict d;
-        d["chunk_tokens"] = p.chunk_tokens;
-        d["num_partials"] = p.num_partials;
-        d["int_workspace_bytes"] = p.int_workspace_bytes;
-        d["float_workspace_bytes"] = p.float_workspace_bytes;
-        d["work_request"] = to_numpy(std::move(p.work_request));
-        d["work_kv_begin"] = to_numpy(std::move(p.work_kv_begin));
-        d["work_kv_end"] = to_numpy(std::move(p.work_kv_end));
-        d["work_partial"] = to_numpy(std::move(p.work_partial));
-        d["merge_indptr"] = to_numpy(std::move(p.merge_indptr));
-        return d;
+      "copy_async",
+      [](const Array& dst, const Array& src, uintptr_t stream) {
+        kvinfer::copy_async(view(dst, "dst"), view(src, "src"), stream_of(stream));
       },
-      nb::arg("kv_indptr"), nb::arg("kv_last_page_len"), nb::arg("num_qo_heads"), nb::arg("num_kv_heads"),
-      nb::arg("head_dim"), nb::arg("page_size"), nb::arg("target_ctas"), nb::arg("min_chunk_tokens"));
+      nb::arg("dst"), nb::arg("src"), nb::arg("stream"));
+
+  // ---- planning ------------------------------------------------------------------------------
+  nb::class_<kvinfer::AttnPlan>(m, "Plan")
+      .def_ro("batch", &kvinfer::AttnPlan::batch)
+      .def_ro("total_qo", &kvinfer::AttnPlan::total_qo)
+      .def_ro("tile_rows", &kvinfer::AttnPlan::tile_rows)
+      .def_ro("chunk_tokens", &kvinfer::AttnPlan::chunk_tokens)
+      .def_ro("grid_x", &kvinfer::AttnPlan::grid_x)
+      .def_ro("num_partials", &kvinfer::AttnPlan::num_partials)
+      .def_ro("partial_capacity", &kvinfer::AttnPlan::partial_capacity)
+      .def_ro("int_workspace_bytes", &kvinfer::AttnPlan::int_workspace_bytes)
+      .def_ro("float_workspace_bytes", &kvinfer::AttnPlan::float_workspace_bytes)
+      .def_prop_ro("num_work", &kvinfer::AttnPlan::num_work)
+      .def("arrays", [](const kvinfer::AttnPlan& p) {
+        // Host copies for inspection and tests: one entry per work item, and the merge rows.
+        std::vector<int32_t> f[6];
+        for (const auto& w : p.work) {
+          const int32_t v[6] = {w.request, w.qo_tile, w.kv_begin, w.kv_end, w.partial, w.splits};
+          for (int i = 0; i < 6; ++i) f[i].push_back(v[i]);
+        }
+        nb::dict d;
+        const char* names[6] = {"work_request", "work_qo_tile", "work_kv_begin", "work_kv_end", "work_partial",
+                                "work_splits"};
+        for (int i = 0; i < 6; ++i) d[names[i]] = to_numpy(std::move(f[i]));
+        d["merge_indptr"] = to_numpy(std::vector<int32_t>(p.merge_indptr));
+        d["qo_indptr"] = to_numpy(std::vector<int32_t>(p.qo_indptr));
+        d["kv_len"] = to_numpy(std::vector<int32_t>(p.kv_len));
+        return d;
+      });
+
+  m.def(
+      "plan_attention",
+      [](const OptArray& qo_indptr, const Array& kv_indptr, const OptArray& kv_last_page_len,
+         const OptArray& kv_indices, int num_qo_heads, int num_kv_heads, int head_dim, int page_size, bool causal,
+         int tile_rows, int target_ctas, int min_chunk_tokens, bool allow_split, int out_elem_bytes,
+         int64_t capacity_batch, int64_t capacity_rows, int fixed_grid, int64_t int_ws_bytes, int64_t float_ws_bytes) {
+        kvinfer::PlanOptions o;
+        o.num_qo_heads = num_qo_heads, o.num_kv_heads = num_kv_heads, o.head_dim = head_dim;
+        o.page_size = page_size, o.causal = causal, o.tile_rows = tile_rows, o.target_ctas = target_ctas;
+        o.min_chunk_tokens = min_chunk_tokens, o.allow_split = allow_split, o.out_elem_bytes = out_elem_bytes;
+        o.capacity_batch = capacity_batch, o.capacity_rows = capacity_rows, o.fixed_grid = fixed_grid;
+        o.int_workspace_bytes = int_ws_bytes, o.float_workspace_bytes = float_ws_bytes;
+        TensorView qs, ls, is;
+        const TensorView* qp = view(qo_indptr, "qo_indptr", &qs);
+        const TensorView kp = view(kv_indptr, "kv_indptr");
+        const TensorView* lp = view(kv_last_page_len, "kv_last_page_len", &ls);
+        const TensorView* ip = view(kv_indices, "kv_indices", &is);
+        return kvinfer::plan_attention(qp, kp, lp, o, ip);
+      },
+      nb::arg("qo_indptr").none(), nb::arg("kv_indptr"), nb::arg("kv_last_page_len").none(),
+      nb::arg("kv_indices").none(), nb::arg("num_qo_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
+      nb::arg("page_size"), nb::arg("causal"), nb::arg("tile_rows"), nb::arg("target_ctas"),
+      nb::arg("min_chunk_tokens"), nb::arg("allow_split"), nb::arg("out_elem_bytes"), nb::arg("capacity_batch"),
+      nb::arg("capacity_rows"), nb::arg("fixed_grid"), nb::arg("int_workspace_bytes"),
+      nb::arg("float_workspace_bytes"));
+
+  m.def(
+      "upload_plan",
+      [](const kvinfer::AttnPlan& plan, const Array& ws, uintptr_t stream) {
+        kvinfer::upload_plan(plan, view(ws, "int_workspace"), stream_of(stream));
+      },
+      nb::arg("plan"), nb::arg("int_workspace"), nb::arg("stream"));
+
+  m.def(
+      "plan_single",
+      [](int64_t qo_len, int64_t kv_len, int hq, int hkv, int target_ctas, int min_chunk_tokens) {
+        const kvinfer::SinglePlan sp = kvinfer::plan_single(qo_len, kv_len, hq, hkv, target_ctas, min_chunk_tokens);
+        return nb::make_tuple(sp.tile_rows, sp.splits, sp.chunk_tokens, sp.tmp_rows);
+      },
+      nb::arg("qo_len"), nb::arg("kv_len"), nb::arg("num_qo_heads"), nb::arg("num_kv_heads"), nb::arg("target_ctas"),
+      nb::arg("min_chunk_tokens"));
+
+  // ---- attention -----------------------------------------------------------------------------
+  m.def(
+      "single_attention",
+      [](const Array& q, const Array& k, const Array& v, const Array& o, const OptArray& lse, const OptArray& mask,
+         const std::string& kv_layout, bool causal, int window_left, float sm_scale, float soft_cap, int tile_rows,
+         int splits, int64_t chunk_tokens, const OptArray& tmp_o, const OptArray& tmp_lse, uintptr_t stream) {
+        kvinfer::AttentionOptions opt;
+        opt.layout = parse_layout(kv_layout), opt.causal = causal, opt.window_left = window_left;
+        opt.sm_scale = sm_scale, opt.logits_soft_cap = soft_cap;
+        kvinfer::SinglePlan sp;
+        sp.tile_rows = tile_rows, sp.splits = splits, sp.chunk_tokens = chunk_tokens;
+        const TensorView qv = view(q, "q"), kv = view(k, "k"), vv = view(v, "v"), ov = view(o, "out");
+        TensorView s1, s2, s3, s4;
+        const TensorView* lp = view(lse, "lse", &s1);
+        const TensorView* mp = view(mask, "packed_custom_mask", &s2);
+        const TensorView* to = view(tmp_o, "tmp_o", &s3);
+        const TensorView* tl = view(tmp_lse, "tmp_lse", &s4);
+        kvinfer::single_attention(qv, kv, vv, ov, lp, mp, opt, sp, to, tl, stream_of(stream));
+      },
+      nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("out"), nb::arg("lse").none(), nb::arg("mask").none(),
+      nb::arg("kv_layout"), nb::arg("causal"), nb::arg("window_left"), nb::arg("sm_scale"), nb::arg("soft_cap"),
+      nb::arg("tile_rows"), nb::arg("splits"), nb::arg("chunk_tokens"), nb::arg("tmp_o").none(),
+      nb::arg("tmp_lse").none(), nb::arg("stream"));
+
+  m.def(
+      "batch_attention",
+      [](const kvinfer::AttnPlan& plan, const Array& q, const Array& k, const Array& v, const OptArray& kv_indices,
+         const Array& o, const OptArray& lse, const OptArray& mask, const Array& int_ws, const Array& float_ws,
+         const std::string& kv_layout, bool causal, int window_left, float sm_scale, float soft_cap,
+         uintptr_t stream) {
+        kvinfer::AttentionOptions opt;
+        opt.layout = parse_layout(kv_layout), opt.causal = causal, opt.window_left = window_left;
+        opt.sm_scale = sm_scale, opt.logits_soft_cap = soft_cap;
+        const TensorView qv = view(q, "q"), kv = view(k, "k_cache"), vv = view(v, "v_cache");
+        TensorView s1, s2, s3;
+        const TensorView* ip = view(kv_indices, "kv_indices", &s1);
+        const TensorView ov = view(o, "out");
+        const TensorView* lp = view(lse, "lse", &s2);
+        const TensorView* mp = view(mask, "packed_custom_mask", &s3);
+        const TensorView iw = view(int_ws, "int_workspace"), fw = view(float_ws, "float_workspace_buffer");
+        kvinfer::batch_attention(plan, qv, kv, vv, ip, ov, lp, mp, iw, fw, opt, stream_of(stream));
+      },
+      nb::arg("plan"), nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("kv_indices").none(), nb::arg("out"),
+      nb::arg("lse").none(), nb::arg("mask").none(), nb::arg("int_workspace"), nb::arg("float_workspace"),
+      nb::arg("kv_layout"), nb::arg("causal"), nb::arg("window_left"), nb::arg("sm_scale"), nb::arg("soft_cap"),
+      nb::arg("stream"));
 }

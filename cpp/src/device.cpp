@@ -2,6 +2,11 @@
 
 #include <string>
 
+#include "check.h"
+#include "kvinfer/tensor.h"
+
+#include <string>
+
 #include "kvinfer/errors.h"
 #include "kvinfer/runtime.h"
 
@@ -56,5 +61,25 @@ int device_sm_count(int device) {
 }
 
 void stream_synchronize(cudaStream_t stream) { detail::check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
+
+void copy_async(const TensorView& dst, const TensorView& src, cudaStream_t stream) {
+  detail::expect_dtype(src, {dst.dtype});
+  for (const TensorView* t : {&dst, &src}) {
+    int64_t want = 1;
+    for (int i = t->ndim - 1; i >= 0; --i) {
+      if (t->shape[i] > 1 && t->strides[i] != want)
+        detail::fail(ErrorKind::kValueError, std::string(t->name) + ": must be contiguous");
+      want *= t->shape[i];
+    }
+  }
+  if (dst.numel() < src.numel())
+    detail::fail(ErrorKind::kValueError, std::string(dst.name) + ": has " + std::to_string(dst.numel()) +
+                                             " elements, needs " + std::to_string(src.numel()));
+  detail::expect_cuda_same_device({&dst});
+  if (src.numel() == 0) return;
+  detail::DeviceGuard guard(dst.device_id);
+  detail::check_cuda(cudaMemcpyAsync(dst.data, src.data, src.numel() * dtype_bytes(src.dtype), cudaMemcpyDefault, stream),
+                     "copy into a kvinfer buffer");
+}
 
 }  // namespace kvinfer

@@ -38,4 +38,22 @@ void dispatch_append_kv(DType cache_dtype, const AppendKVParams& p, cudaStream_t
   check_cuda(err, "append_paged_kv_cache kernel launch");
 }
 
+void dispatch_attention(int head_dim, DType dtype, AttnTile tile, const AttnParams& p, cudaStream_t stream) {
+  cudaError_t err = cudaErrorNotYetImplemented;
+  bool found = false;
+#define KVINFER_ATTENTION_INSTANCE(d, dt, t)          \
+  if (!found && head_dim == d && dtype == dt && tile == t) { \
+    found = true;                                     \
+    err = launch_attention<d, dt, t>(p, stream);      \
+  }
+#include "dispatch_attention.inc"
+#undef KVINFER_ATTENTION_INSTANCE
+  if (!found)
+    throw Error(ErrorKind::kNotCompiled, std::string("attention kernels for head_dim ") + std::to_string(head_dim) +
+                                             " and dtype " + dtype_name(dtype) +
+                                             " are not in this build; rebuild with KVINFER_HEAD_DIMS / KVINFER_DTYPES "
+                                             "including them (see README, cuda/manifest.py)");
+  check_cuda(err, "attention kernel launch");
+}
+
 }  // namespace kvinfer::detail

@@ -7,5 +7,6 @@ namespace kvinfer::detail {
 // Throws Error(kNotCompiled) naming the configuration when this build lacks it.
 void dispatch_merge(DType v_dtype, const MergeParams& p, cudaStream_t stream);
 void dispatch_append_kv(DType cache_dtype, const AppendKVParams& p, cudaStream_t stream);
+void dispatch_attention(int head_dim, DType dtype, AttnTile tile, const AttnParams& p, cudaStream_t stream);
 
 }  // namespace kvinfer::detail

@@ -32,6 +32,7 @@ struct MergeParams {
   // outside [0, num_partials] are written as NaN: device-resident indices cannot be checked on the host.
   const int32_t* state_indptr = nullptr;
   int64_t num_partials = 0;
+  bool skip_empty = false;          // ragged: rows with no states are left untouched (split-KV merge)
 };
 
 template <DType kV>
@@ -55,5 +56,57 @@ struct AppendKVParams {
 // Instantiated per element size (bytes): the append only moves bits.
 template <int kElemBytes>
 cudaError_t launch_append_kv(const AppendKVParams& p, cudaStream_t stream);
+
+// ---- attention (FA2-class kernels, cuda/sm80) --------------------------------------------------
+
+// One CTA's job: packed query rows [qo_tile * rows, +rows) of request `request` (packed row
+// r = query token (r / group), query head kv_head * group + r % group) against KV tokens
+// [kv_begin, kv_end). partial < 0: writes the output rows directly; else the rows go to the
+// partial buffer at row partial + query_token * splits (token-major, merged afterwards).
+struct AttnWorkItem {
+  int32_t request, qo_tile, kv_begin, kv_end, partial, splits;
+};
+
+struct AttnParams {
+  int num_qo_heads = 0, num_kv_heads = 0, group = 1, head_dim = 0;
+  const void* q = nullptr;                 // [tokens, H_qo, D]
+  int64_t q_stride_n = 0, q_stride_h = 0;
+  const void* k = nullptr;                 // paged: [pages, ...]; else [tokens, ...] (layout resolved to strides)
+  const void* v = nullptr;
+  int64_t k_stride_page = 0, k_stride_tok = 0, k_stride_h = 0;
+  int64_t v_stride_page = 0, v_stride_tok = 0, v_stride_h = 0;
+  int page_size = 0;                       // 0: contiguous / ragged KV (token offsets)
+  const int32_t* kv_indices = nullptr;     // paged: page ids
+  void* o = nullptr;                       // [tokens, H_qo, D]
+  int64_t o_stride_n = 0, o_stride_h = 0;
+  float* lse = nullptr;                    // optional [tokens, H_qo]
+  int64_t lse_stride_n = 0, lse_stride_h = 0;
+  // Per-request metadata on the device (batch mode); all null for a single request.
+  const int32_t* req_qo_indptr = nullptr;  // [batch + 1] query token offsets
+  const int32_t* req_kv_begin = nullptr;   // [batch] first page (paged) or first token (ragged)
+  const int32_t* req_kv_len = nullptr;     // [batch] KV tokens
+  const int64_t* req_mask_offset = nullptr;  // [batch] bit offset of the request's [qo, kv] mask
+  int single_qo_len = 0, single_kv_len = 0;
+  // Work: a list from the plan (batch), or implicit (single): w = chunk * qo_tiles + tile.
+  const AttnWorkItem* work = nullptr;
+  const int32_t* num_work = nullptr;       // device count of work items (plan)
+  int implicit_qo_tiles = 0, implicit_splits = 1, implicit_chunk = 0;
+  void* partial_o = nullptr;               // [num_partials, H_qo, D] in the output dtype
+  float* partial_lse = nullptr;            // [num_partials, H_qo]
+  const uint8_t* mask_bits = nullptr;      // packed little-endian bits, row-major [qo, kv] per request
+  bool causal = false;
+  int window_left = -1;
+  float sm_scale = 1.f;
+  float soft_cap = 0.f;                    // <= 0: off
+  int grid_x = 1;                          // CTAs along the work axis (the kernel strides over work)
+};
+
+// Tile shapes of the compiled kernels (shared by planner and instances).
+// kDecode: 1 warp, 16 packed rows, for few rows per request (decode: group size x 1 token).
+// kPrefill: 4 warps, 64 packed rows.
+enum class AttnTile : int { kDecode = 16, kPrefill = 64 };
+
+template <int kHeadDim, DType kDT, AttnTile kTile>
+cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);
 
 }  // namespace kvinfer::detail

@@ -1,97 +1,228 @@
-// Decode planner: one chunk length from the work per CTA, then one work item per chunk, longest requests first.
+// Batch attention planner: query tiles per request, one split length from the work per CTA slot,
+// one work item per (request, query tile, KV chunk), longest first, and the int workspace image.
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <string>
 
 #include "kvinfer/plan.h"
 
 #include "check.h"
+#include "device.h"
+#include "launch.h"
 
 namespace kvinfer {
 
 namespace {
 
+static_assert(sizeof(PlanWorkItem) == sizeof(detail::AttnWorkItem), "PlanWorkItem mirrors AttnWorkItem");
+
 [[noreturn]] void bad(const std::string& msg) { throw Error(ErrorKind::kValueError, msg); }
 
-std::vector<int64_t> kv_lengths(const int32_t* kv_indptr, const int32_t* last_page_len, int64_t batch,
-                                int page_size) {
-  if (batch < 0) bad("kv_indptr: expected batch_size + 1 >= 1 entries");
-  if (kv_indptr[0] != 0) bad("kv_indptr: must start at 0, got " + std::to_string(kv_indptr[0]));
-  std::vector<int64_t> len(batch);
-  for (int64_t b = 0; b < batch; ++b) {
-    const int64_t pages = int64_t(kv_indptr[b + 1]) - kv_indptr[b];
-    if (pages < 0)
-      bad("kv_indptr: must be non-decreasing, but kv_indptr[" + std::to_string(b + 1) + "] = " +
-          std::to_string(kv_indptr[b + 1]) + " < kv_indptr[" + std::to_string(b) + "] = " + std::to_string(kv_indptr[b]));
-    const int32_t last = last_page_len[b];
-    if (last < (pages == 0 ? 0 : 1) || last > page_size)  // a request without pages has no last page
-      bad("kv_last_page_len: entry " + std::to_string(b) + " is " + std::to_string(last) + ", expected 1.." +
-          std::to_string(page_size) + " (the page size)");
-    len[b] = pages == 0 ? 0 : (pages - 1) * page_size + last;
-  }
-  return len;
-}
-
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+constexpr int64_t kAlign = 256;  // every workspace array starts on a 256-byte boundary
+int64_t aligned(int64_t bytes) { return ceil_div(bytes, kAlign) * kAlign; }
+
+void check_indptr(const int32_t* p, int64_t batch, const char* name) {
+  if (p[0] != 0) bad(std::string(name) + ": must start at 0, got " + std::to_string(p[0]));
+  for (int64_t b = 0; b < batch; ++b)
+    if (p[b + 1] < p[b])
+      bad(std::string(name) + ": must be non-decreasing, but " + name + "[" + std::to_string(b + 1) + "] = " +
+          std::to_string(p[b + 1]) + " < " + name + "[" + std::to_string(b) + "] = " + std::to_string(p[b]));
+}
 
 }  // namespace
 
-DecodePlan plan_decode(const int32_t* kv_indptr, const int32_t* kv_last_page_len, int64_t batch,
-                       const DecodePlanOptions& opt) {
-  if (opt.page_size < 1) bad("page_size: must be >= 1, got " + std::to_string(opt.page_size));
-  if (opt.num_kv_heads < 1 || opt.num_qo_heads % opt.num_kv_heads != 0)
+AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, const int32_t* kv_last_page_len,
+                        int64_t batch, const PlanOptions& opt, const int32_t* kv_indices, int64_t num_kv_indices) {
+  if (batch < 0) bad("kv_indptr: expected batch_size + 1 >= 1 entries");
+  if (opt.page_size < 0) bad("page_size: must be >= 1 (or 0 for a ragged KV), got " + std::to_string(opt.page_size));
+  if (opt.num_kv_heads < 1 || opt.num_qo_heads < 1 || opt.num_qo_heads % opt.num_kv_heads != 0)
     bad("num_qo_heads (" + std::to_string(opt.num_qo_heads) + ") must be a positive multiple of num_kv_heads (" +
         std::to_string(opt.num_kv_heads) + ")");
-  const std::vector<int64_t> len = kv_lengths(kv_indptr, kv_last_page_len, batch, opt.page_size);
-  const int64_t max_len = len.empty() ? 0 : *std::max_element(len.begin(), len.end());
+  if (opt.tile_rows != 0 && opt.tile_rows != 16 && opt.tile_rows != 64)
+    bad("tile_rows: expected 0 (auto), 16 or 64, got " + std::to_string(opt.tile_rows));
+  const int64_t group = opt.num_qo_heads / opt.num_kv_heads;
 
-  DecodePlan p;
+  AttnPlan p;
+  p.options = opt;
+  p.batch = batch;
+  check_indptr(kv_indptr, batch, "kv_indptr");
+  if (qo_indptr) check_indptr(qo_indptr, batch, "qo_indptr");
+  p.qo_indptr.resize(batch + 1);
+  p.kv_begin.resize(batch);
+  p.kv_len.resize(batch);
+  p.mask_offset.resize(batch);
+  int64_t max_rows = 0, mask_bits = 0;
+  for (int64_t b = 0; b <= batch; ++b) p.qo_indptr[b] = qo_indptr ? qo_indptr[b] : int32_t(b);
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t n = int64_t(kv_indptr[b + 1]) - kv_indptr[b];
+    int64_t len = n;
+    if (opt.page_size > 0) {
+      const int32_t last = kv_last_page_len[b];
+      if (last < (n == 0 ? 0 : 1) || last > opt.page_size)  // a request without pages has no last page
+        bad("kv_last_page_len: entry " + std::to_string(b) + " is " + std::to_string(last) + ", expected 1.." +
+            std::to_string(opt.page_size) + " (the page size)");
+      len = n == 0 ? 0 : (n - 1) * opt.page_size + last;
+    }
+    if (len > INT32_MAX) bad("kv_indptr: request " + std::to_string(b) + " has more than 2^31 KV tokens");
+    p.kv_begin[b] = kv_indptr[b];
+    p.kv_len[b] = int32_t(len);
+    const int64_t qlen = p.qo_indptr[b + 1] - p.qo_indptr[b];
+    p.mask_offset[b] = mask_bits;
+    mask_bits += qlen * len;
+    max_rows = std::max(max_rows, qlen * group);
+  }
+  p.total_qo = p.qo_indptr[batch];
+  if (kv_indices) {
+    const int64_t need = kv_indptr[batch];
+    if (num_kv_indices < need)
+      bad("kv_indices: has " + std::to_string(num_kv_indices) + " entries, kv_indptr[-1] needs " + std::to_string(need));
+    for (int64_t i = 0; i < need; ++i) {
+      if (kv_indices[i] < 0)
+        bad("kv_indices: entry " + std::to_string(i) + " is " + std::to_string(kv_indices[i]) + ", expected >= 0");
+      p.max_kv_index = std::max<int64_t>(p.max_kv_index, kv_indices[i]);
+    }
+  }
+
+  p.tile_rows = opt.tile_rows ? opt.tile_rows : (max_rows <= 16 ? 16 : 64);
+  std::vector<int64_t> tiles(batch);
+  int64_t total = 0, max_len = 1;
+  for (int64_t b = 0; b < batch; ++b) {
+    tiles[b] = ceil_div((int64_t(p.qo_indptr[b + 1]) - p.qo_indptr[b]) * group, p.tile_rows);
+    total += tiles[b] * std::max<int64_t>(p.kv_len[b], 1);
+    if (tiles[b] > 0) max_len = std::max<int64_t>(max_len, p.kv_len[b]);
+  }
   // The grid cannot finish before total work / target_ctas (tokens per CTA slot), nor before its
   // longest chunk. Chunks of about that share (rounded up to min_chunk_tokens, at most the longest
   // request) make the two bounds meet: a skewed batch splits only its long requests, and a batch
   // that already fills the GPU is not split at all.
   const int64_t unit = std::max(1, opt.min_chunk_tokens);
-  int64_t total = 0;
-  for (int64_t l : len) total += std::max<int64_t>(l, 1);
   const int64_t share = ceil_div(total * opt.num_kv_heads, std::max(1, opt.target_ctas));
-  p.chunk_tokens = std::min(std::max<int64_t>(max_len, 1), std::max(unit, ceil_div(share, unit) * unit));
+  p.chunk_tokens = opt.allow_split ? std::min(max_len, std::max(unit, ceil_div(share, unit) * unit)) : max_len;
+  p.chunk_tokens = std::max<int64_t>(p.chunk_tokens, 1);
 
-  // Longest requests first, so the long chunks start early and short work fills the tail.
+  // Longest KV first, so the long jobs start early and short ones fill the tail.
   std::vector<int64_t> order(batch);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return len[a] > len[b]; });
-  std::vector<int64_t> splits(batch);
-  for (int64_t b = 0; b < batch; ++b) splits[b] = std::max<int64_t>(1, ceil_div(len[b], p.chunk_tokens));
-  p.merge_indptr.assign(batch + 1, 0);
-  for (int64_t b = 0; b < batch; ++b) p.merge_indptr[b + 1] = p.merge_indptr[b] + (splits[b] > 1 ? int32_t(splits[b]) : 0);
-  p.num_partials = p.merge_indptr[batch];
-  for (int64_t b : order) {
-    for (int64_t c = 0; c < splits[b]; ++c) {
-      p.work_request.push_back(int32_t(b));
-      p.work_kv_begin.push_back(int32_t(c * p.chunk_tokens));
-      p.work_kv_end.push_back(int32_t(std::min(len[b], (c + 1) * p.chunk_tokens)));
-      p.work_partial.push_back(splits[b] > 1 ? int32_t(p.merge_indptr[b] + c) : -1);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return p.kv_len[a] > p.kv_len[b]; });
+  std::vector<int64_t> splits(batch), base(batch, -1);
+  for (int64_t b = 0; b < batch; ++b) {
+    splits[b] = std::max<int64_t>(1, ceil_div(p.kv_len[b], p.chunk_tokens));
+    if (splits[b] > 1) {
+      base[b] = p.num_partials;
+      p.num_partials += splits[b] * (int64_t(p.qo_indptr[b + 1]) - p.qo_indptr[b]);
     }
   }
-  const int64_t align = 256;  // each array starts on a 256-byte boundary of the workspace
-  auto bytes = [&](int64_t n) { return ceil_div(n * int64_t(sizeof(int32_t)), align) * align; };
-  p.int_workspace_bytes = 4 * bytes(p.num_work()) + bytes(batch + 1);
-  p.float_workspace_bytes = bytes(p.num_partials * opt.num_qo_heads * int64_t(opt.head_dim)) +
-                            bytes(p.num_partials * opt.num_qo_heads);
+  for (int64_t b : order) {
+    for (int64_t c = 0; c < splits[b]; ++c) {
+      for (int64_t t = 0; t < tiles[b]; ++t) {
+        PlanWorkItem w;
+        w.request = int32_t(b), w.qo_tile = int32_t(t);
+        w.kv_begin = int32_t(c * p.chunk_tokens);
+        w.kv_end = int32_t(std::min<int64_t>(p.kv_len[b], (c + 1) * p.chunk_tokens));
+        w.partial = splits[b] > 1 ? int32_t(base[b] + c) : -1;
+        w.splits = int32_t(splits[b]);
+        p.work.push_back(w);
+      }
+    }
+  }
+  const bool graph = opt.capacity_batch > 0 || opt.capacity_rows > 0;
+  if (graph && (batch > opt.capacity_batch || p.total_qo > opt.capacity_rows))
+    bad("plan: batch of " + std::to_string(batch) + " requests / " + std::to_string(p.total_qo) +
+        " query tokens exceeds the CUDA-graph capacity given at construction (" + std::to_string(opt.capacity_batch) +
+        " requests / " + std::to_string(opt.capacity_rows) + " tokens)");
+  const int64_t cap_b = graph ? opt.capacity_batch : batch;
+  p.merge_rows = graph ? opt.capacity_rows : p.total_qo;
+  // Row t merges partial rows [merge_indptr[t], merge_indptr[t+1]): its request's splits, or none
+  // (unsplit rows were written directly; the merge leaves them alone). Padding rows are empty.
+  p.merge_indptr.assign(p.merge_rows + 1, 0);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = p.qo_indptr[b]; t < p.qo_indptr[b + 1]; ++t)
+      p.merge_indptr[t + 1] = p.merge_indptr[t] + int32_t(splits[b] > 1 ? splits[b] : 0);
+  for (int64_t t = p.total_qo + 1; t <= p.merge_rows; ++t) p.merge_indptr[t] = p.merge_indptr[p.total_qo];
+
+  // Int workspace: header (work count) | qo_indptr | kv_begin | kv_len | mask_offset | merge_indptr | work.
+  p.off_qo_indptr = kAlign;
+  p.off_kv_begin = p.off_qo_indptr + aligned((cap_b + 1) * 4);
+  p.off_kv_len = p.off_kv_begin + aligned(cap_b * 4);
+  p.off_mask_offset = p.off_kv_len + aligned(cap_b * 4);
+  p.off_merge_indptr = p.off_mask_offset + aligned(cap_b * 8);
+  p.off_work = p.off_merge_indptr + aligned((p.merge_rows + 1) * 4);
+  p.int_workspace_bytes = p.off_work + aligned(p.num_work() * int64_t(sizeof(PlanWorkItem)));
+  if (opt.int_workspace_bytes > 0 && p.int_workspace_bytes > opt.int_workspace_bytes)
+    bad("int workspace: this plan needs " + std::to_string(p.int_workspace_bytes) + " bytes, the buffer has " +
+        std::to_string(opt.int_workspace_bytes));
+
+  // Float workspace: partial outputs [P, H_qo, D] (output dtype) then their LSEs [P, H_qo] (fp32).
+  // Its capacity P follows from the buffer size alone, so the layout never moves between plans.
+  const int64_t row_bytes = int64_t(opt.num_qo_heads) * opt.head_dim * opt.out_elem_bytes;
+  const int64_t lse_bytes = int64_t(opt.num_qo_heads) * 4;
+  p.float_workspace_bytes = p.num_partials ? aligned(p.num_partials * row_bytes) + aligned(p.num_partials * lse_bytes) : 0;
+  if (opt.float_workspace_bytes > 0) {
+    int64_t cap = opt.float_workspace_bytes / (row_bytes + lse_bytes);
+    while (cap > 0 && aligned(cap * row_bytes) + aligned(cap * lse_bytes) > opt.float_workspace_bytes) --cap;
+    p.partial_capacity = cap;
+    p.off_partial_lse = aligned(cap * row_bytes);
+    if (p.num_partials > cap)
+      bad("float_workspace_buffer: this plan splits long requests into " + std::to_string(p.num_partials) +
+          " partial rows and needs " + std::to_string(p.float_workspace_bytes) + " bytes, the buffer has " +
+          std::to_string(opt.float_workspace_bytes) + " (pass a bigger buffer)");
+  }
+  p.grid_x = opt.fixed_grid > 0 ? opt.fixed_grid : int(std::max<int64_t>(1, p.num_work()));
+
+  // The image run() reads.
+  p.image.assign(p.int_workspace_bytes, 0);
+  auto put = [&](int64_t off, const void* src, size_t n) { if (n) std::memcpy(p.image.data() + off, src, n); };
+  const int32_t nwork = int32_t(p.num_work());
+  put(0, &nwork, 4);
+  put(p.off_qo_indptr, p.qo_indptr.data(), p.qo_indptr.size() * 4);
+  put(p.off_kv_begin, p.kv_begin.data(), p.kv_begin.size() * 4);
+  put(p.off_kv_len, p.kv_len.data(), p.kv_len.size() * 4);
+  put(p.off_mask_offset, p.mask_offset.data(), p.mask_offset.size() * 8);
+  put(p.off_merge_indptr, p.merge_indptr.data(), p.merge_indptr.size() * 4);
+  put(p.off_work, p.work.data(), p.work.size() * sizeof(PlanWorkItem));
   return p;
 }
 
-DecodePlan plan_decode(const TensorView& kv_indptr, const TensorView& kv_last_page_len, const DecodePlanOptions& opt) {
-  for (const TensorView* t : {&kv_indptr, &kv_last_page_len}) {
+AttnPlan plan_attention(const TensorView* qo_indptr, const TensorView& kv_indptr, const TensorView* kv_last_page_len,
+                        const PlanOptions& opt, const TensorView* kv_indices) {
+  for (const TensorView* t : {qo_indptr, &kv_indptr, kv_last_page_len, kv_indices}) {
+    if (!t) continue;
     detail::expect_index_array(*t);
     if (t->device_type != kDLCPU && t->device_type != kDLCUDAHost)
       detail::fail(ErrorKind::kValueError, std::string(t->name) + ": plan() takes host arrays (numpy or CPU tensors), "
                                            "so planning never waits for the GPU");
   }
   if (kv_indptr.size(0) < 1) detail::fail(ErrorKind::kValueError, "kv_indptr: expected batch_size + 1 >= 1 entries, got 0");
-  detail::expect_index_array(kv_last_page_len, kv_indptr.size(0) - 1, "batch_size (len(kv_indptr) - 1)");
-  return plan_decode(static_cast<const int32_t*>(kv_indptr.data), static_cast<const int32_t*>(kv_last_page_len.data),
-                     kv_indptr.size(0) - 1, opt);
+  const int64_t batch = kv_indptr.size(0) - 1;
+  if (qo_indptr) detail::expect_index_array(*qo_indptr, batch + 1, "batch_size + 1 (len(kv_indptr))");
+  if (opt.page_size > 0) {
+    if (!kv_last_page_len) detail::fail(ErrorKind::kValueError, "kv_last_page_len: required for a paged KV cache");
+    detail::expect_index_array(*kv_last_page_len, batch, "batch_size (len(kv_indptr) - 1)");
+  }
+  return plan_attention(qo_indptr ? static_cast<const int32_t*>(qo_indptr->data) : nullptr,
+                        static_cast<const int32_t*>(kv_indptr.data),
+                        kv_last_page_len ? static_cast<const int32_t*>(kv_last_page_len->data) : nullptr, batch, opt,
+                        kv_indices ? static_cast<const int32_t*>(kv_indices->data) : nullptr,
+                        kv_indices ? kv_indices->size(0) : 0);
+}
+
+void upload_plan(const AttnPlan& plan, const TensorView& ws, cudaStream_t stream) {
+  detail::expect_dtype(ws, {DType::kU8, DType::kI8});
+  detail::expect_ndim(ws, 1, "[bytes]");
+  if (ws.ndim == 1 && ws.stride(0) != 1) detail::fail(ErrorKind::kValueError, std::string(ws.name) + ": must be contiguous");
+  if (ws.size(0) < plan.int_workspace_bytes)
+    detail::fail(ErrorKind::kValueError, std::string(ws.name) + ": this plan needs " +
+                                             std::to_string(plan.int_workspace_bytes) + " bytes, the buffer has " +
+                                             std::to_string(ws.size(0)));
+  if (reinterpret_cast<uintptr_t>(ws.data) % kAlign)
+    detail::fail(ErrorKind::kValueError, std::string(ws.name) + ": must be 256-byte aligned");
+  detail::expect_cuda_same_device({&ws});
+  detail::DeviceGuard guard(ws.device_id);
+  // Pageable source: the driver stages it before returning, so the plan may change right after.
+  detail::check_cuda(cudaMemcpyAsync(ws.data, plan.image.data(), plan.image.size(), cudaMemcpyHostToDevice, stream),
+                     "plan upload to the int workspace");
 }
 
 }  // namespace kvinfer

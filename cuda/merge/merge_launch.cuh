@@ -50,6 +50,7 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
       if (p.s_out && threadIdx.x == 0) p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = NAN;
       return;
     }
+    if (hi == lo && p.skip_empty) return;  // written directly by the attention kernel
     origin = lo, n = int(hi - lo);
   }
 

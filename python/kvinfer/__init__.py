@@ -8,11 +8,17 @@ import os as _os
 from . import _C
 from .merge import merge_state, merge_state_in_place, merge_states
 from .page import append_paged_kv_cache
+from .attention import single_decode_with_kv_cache, single_prefill_with_kv_cache
+from .mask import pack_custom_mask
+from .wrappers import (BatchDecodeWithPagedKVCacheWrapper, BatchPrefillWithPagedKVCacheWrapper,
+                       BatchPrefillWithRaggedKVCacheWrapper, MultiLevelCascadeAttentionWrapper)
 
 __version__ = _C.version()
 
-__all__ = ["merge_state", "merge_state_in_place", "merge_states", "append_paged_kv_cache", "info", "cuda_available", "cmake_dir",
-           "__version__"]
+__all__ = ["single_decode_with_kv_cache", "single_prefill_with_kv_cache", "BatchDecodeWithPagedKVCacheWrapper",
+           "BatchPrefillWithPagedKVCacheWrapper", "BatchPrefillWithRaggedKVCacheWrapper",
+           "MultiLevelCascadeAttentionWrapper", "merge_state", "merge_state_in_place", "merge_states",
+           "append_paged_kv_cache", "pack_custom_mask", "info", "cuda_available", "cmake_dir", "__version__"]
 
 
 def cuda_available():

@@ -1,24 +1,38 @@
-"""Host-side planning (C++ planner): how a batch's KV is split across CTAs and merged back.
+"""Host-side planning (C++ planner): how a batch's work is cut into CTA jobs, split and merged back.
 
-The batch decode wrapper (FA2-class kernels, next issue) calls this from plan(); it is public so
-serving engines and tests can inspect a plan. Index arrays are host int32 arrays (numpy, CPU tensors).
+The batch wrappers call the planner from plan(); these functions are public so serving engines and
+tests can inspect a plan. Index arrays are host int32 arrays (numpy, CPU tensors).
 """
 from . import _C
+from .attention import _target_ctas
 
 DEFAULT_MIN_CHUNK_TOKENS = 256
 
 
+def plan_batch(qo_indptr, kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, *,
+               causal=False, tile_rows=0, target_ctas=None, min_chunk_tokens=DEFAULT_MIN_CHUNK_TOKENS,
+               allow_split=True, out_elem_bytes=2, float_workspace_bytes=0, kv_indices=None):
+    """The plan of a batch (kvinfer._C.Plan; .arrays() gives its work items as numpy arrays).
+
+    qo_indptr None means one query token per request (decode); page_size 0 means a ragged KV whose
+    kv_indptr holds token offsets. Work items are (request, qo_tile, kv_begin, kv_end, partial,
+    splits), longest KV first; partial >= 0 marks a split request whose query token t writes partial
+    row partial + t * splits, merged over merge_indptr (one range per query token).
+    """
+    if target_ctas is None:
+        target_ctas = _target_ctas()
+    return _C.plan_attention(qo_indptr, kv_indptr, kv_last_page_len, kv_indices, num_qo_heads, num_kv_heads,
+                             head_dim, page_size, causal, tile_rows, target_ctas, min_chunk_tokens, allow_split,
+                             out_elem_bytes, 0, 0, 0, 0, float_workspace_bytes)
+
+
 def plan_decode(kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, *,
                 target_ctas=None, min_chunk_tokens=DEFAULT_MIN_CHUNK_TOKENS):
-    """Split each request's KV into chunks of `chunk_tokens` so (chunk x kv_head) CTAs fill the GPU.
-
-    Returns a dict: chunk_tokens, work_request/work_kv_begin/work_kv_end/work_partial (int32, one
-    entry per chunk, longest requests first; work_partial -1 = unsplit, writes the output directly),
-    merge_indptr [batch+1] (partial states of each split request), num_partials, and the exact
-    int/float workspace bytes the plan needs.
-    """
-    if target_ctas is None:  # two resident CTAs per SM; 132 SMs (H100/H200) when there is no GPU
-        target_ctas = 2 * (_C.device_sm_count(0) if _C.device_count() else 132)
-    return _C.plan_decode(kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
-                          target_ctas, min_chunk_tokens)
-
+    """The decode plan as a dict: chunk_tokens, work_* arrays (one entry per chunk, longest requests
+    first; work_partial -1 = unsplit), merge_indptr [batch+1], num_partials, workspace bytes."""
+    p = plan_batch(None, kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
+                   tile_rows=16, target_ctas=target_ctas, min_chunk_tokens=min_chunk_tokens)
+    d = p.arrays()
+    d.update(chunk_tokens=p.chunk_tokens, num_partials=p.num_partials, int_workspace_bytes=p.int_workspace_bytes,
+             float_workspace_bytes=p.float_workspace_bytes, num_work=p.num_work)
+    return d

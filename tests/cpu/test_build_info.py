@@ -39,13 +39,16 @@ def test_manifest_generates_one_file_per_instance(tmp_path):
     r = run_manifest(tmp_path, "--archs", "80;90a", "--head-dims", "128", "--dtypes", "bf16")
     assert r.returncode == 0, r.stderr
     files = sorted(os.listdir(tmp_path / "instances"))
-    assert files == ["append_kv_1byte.cu", "append_kv_2byte.cu", "merge_bf16.cu", "merge_fp16.cu", "merge_fp32.cu"]
+    assert files == ["append_kv_1byte.cu", "append_kv_2byte.cu", "attention_sm80_d128_bf16_decode.cu",
+                     "attention_sm80_d128_bf16_prefill.cu", "merge_bf16.cu", "merge_fp16.cu", "merge_fp32.cu"]
     cmake = (tmp_path / "instances.cmake").read_text()
     assert all(f in cmake for f in files) and "|80,90a" in cmake
     ns = {}
     exec((tmp_path / "_build_info.py").read_text(), ns)
     assert ns["BUILD_INFO"]["head_dims"] == [128] and ns["BUILD_INFO"]["dtypes"] == ["bf16"]
     assert "KVINFER_MERGE_INSTANCE(DType::kBF16)" in (tmp_path / "dispatch_merge.inc").read_text()
+    attn = (tmp_path / "dispatch_attention.inc").read_text()
+    assert "KVINFER_ATTENTION_INSTANCE(128, DType::kBF16, AttnTile::kDecode)" in attn and "kF16" not in attn
 
 
 @pytest.mark.parametrize("args,word", [

@@ -1,49 +1,85 @@
-// Decode planning: how the KV of a batch of requests is split into chunks (KV sequence parallelism
-// inside one GPU) so that a grid of (chunk, kv_head) CTAs fills the GPU evenly, and how the partial
-// results are merged back. Host code: runs from host index arrays, never touches the device.
+// Batch attention planning: how the (request, kv head, query tile) work of a batch is cut into CTA
+// jobs, when long KV ranges are split across CTAs (KV sequence parallelism inside one GPU), how the
+// partial results are merged back, and the exact workspace layout run() reads. Host code: runs from
+// host index arrays and never touches the device (upload_plan does one async copy).
 #pragma once
 #include <cstdint>
 #include <vector>
+
+#include <cuda_runtime_api.h>
 
 #include "kvinfer/errors.h"
 #include "kvinfer/tensor.h"
 
 namespace kvinfer {
 
-struct DecodePlanOptions {
-  int num_kv_heads = 1;
+struct PlanOptions {
   int num_qo_heads = 1;
+  int num_kv_heads = 1;
   int head_dim = 128;
-  int page_size = 16;
-  // CTAs the GPU runs at once (SMs x resident CTAs per SM): the planner aims the grid at this.
+  int page_size = 16;            // 0: ragged KV (kv_indptr holds token offsets)
+  bool causal = false;
+  // Query tile (packed rows = query tokens x group size): 16 (decode tile) or 64 (prefill tile);
+  // 0 picks 16 when every request has at most 16 packed rows.
+  int tile_rows = 0;
+  // CTAs the GPU runs at once (SMs x resident CTAs per SM): the split heuristic aims at this.
   int target_ctas = 132 * 2;
-  // Smallest chunk worth a CTA, in tokens (a multiple of the kernel's KV tile): below it the merge
-  // costs more than the parallelism gains.
+  // Smallest KV chunk worth a CTA of its own, in tokens: below it the merge costs more than it gains.
   int min_chunk_tokens = 256;
+  bool allow_split = true;
+  int out_elem_bytes = 2;        // element size of the output dtype (partial outputs use it)
+  // Fixed layout for CUDA graphs: capacities > 0 fix every offset in the workspaces and the grid,
+  // so a captured run() stays valid after a new plan() (within the capacities).
+  int64_t capacity_batch = 0, capacity_rows = 0;
+  int fixed_grid = 0;
+  int64_t int_workspace_bytes = 0;    // sizes of the buffers the caller owns (checked; 0 = report only)
+  int64_t float_workspace_bytes = 0;
 };
 
-// One unit of work for every kv head: KV tokens [kv_begin, kv_end) of request `request`.
-// partial < 0: the chunk is the whole request and writes the final output row directly; else it
-// writes partial state `partial` (rows [partial, partial + 1) of the [num_partials, H_qo, D]
-// fp32 scratch), merged afterwards over merge_indptr.
-struct DecodePlan {
-  int64_t chunk_tokens = 0;               // split length (tokens); every chunk but a request's last is this long
-  std::vector<int32_t> work_request, work_kv_begin, work_kv_end, work_partial;
-  std::vector<int32_t> merge_indptr;      // [batch + 1]: partial states of request b (empty if not split)
+// One CTA job; mirrors detail::AttnWorkItem (cpp/src/launch.h).
+struct PlanWorkItem {
+  int32_t request, qo_tile, kv_begin, kv_end, partial, splits;
+};
+
+struct AttnPlan {
+  int64_t batch = 0, total_qo = 0;      // requests and query tokens of this plan
+  int tile_rows = 16;
+  int64_t chunk_tokens = 0;             // split length; every chunk but a request's last is this long
+  int grid_x = 0;                       // CTAs along the work axis
+  std::vector<PlanWorkItem> work;       // longest KV ranges first
+  std::vector<int32_t> qo_indptr;       // [batch + 1]
+  std::vector<int32_t> kv_begin;        // [batch]: first page (paged) or token (ragged)
+  std::vector<int32_t> kv_len;          // [batch]
+  std::vector<int64_t> mask_offset;     // [batch]: bit offset of each request's [qo, kv] mask
+  std::vector<int32_t> merge_indptr;    // [rows + 1]: partial rows of each query token (empty: unsplit)
   int64_t num_partials = 0;
-  int64_t int_workspace_bytes = 0;        // the arrays above, as laid out in the int workspace
-  int64_t float_workspace_bytes = 0;      // partial outputs (fp32) and their LSEs
-  int64_t num_work() const { return static_cast<int64_t>(work_request.size()); }
+  int64_t max_kv_index = -1;            // validate=True: largest page id / token index referenced
+  // Workspace layout (byte offsets into the int workspace; all 256-byte aligned).
+  int64_t off_qo_indptr = 0, off_kv_begin = 0, off_kv_len = 0, off_mask_offset = 0, off_merge_indptr = 0,
+          off_work = 0;
+  int64_t merge_rows = 0;               // rows the merge covers (capacity_rows in graph mode)
+  int64_t int_workspace_bytes = 0;      // exact need of this plan
+  int64_t float_workspace_bytes = 0;
+  int64_t partial_capacity = 0;         // partial rows the float workspace holds (fixes its layout)
+  int64_t off_partial_lse = 0;          // byte offset of the partial LSEs in the float workspace
+  PlanOptions options;
+  std::vector<uint8_t> image;           // the int workspace contents, uploaded by upload_plan
+  int64_t num_work() const { return static_cast<int64_t>(work.size()); }
 };
 
-// kv_indptr [batch+1] (page-table offsets) and kv_last_page_len [batch] define each request's KV
-// length: (pages - 1) * page_size + last_page_len, 0 for a request with no pages. Throws
-// Error(kValueError) for non-monotone kv_indptr or last_page_len outside [1, page_size] (0 allowed
-// only for a request with no pages).
-KVINFER_API DecodePlan plan_decode(const int32_t* kv_indptr, const int32_t* kv_last_page_len, int64_t batch,
-                                   const DecodePlanOptions& opt);
+// qo_indptr [batch+1] (nullptr: one query token per request, i.e. decode), kv_indptr [batch+1]
+// (page offsets when page_size > 0, else token offsets), kv_last_page_len [batch] (paged only),
+// kv_indices (host copy, optional: checked >= 0 and its maximum recorded when given).
+// Throws Error(kValueError) naming the argument for inconsistent input or too small a workspace.
+KVINFER_API AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr,
+                                    const int32_t* kv_last_page_len, int64_t batch, const PlanOptions& opt,
+                                    const int32_t* kv_indices = nullptr, int64_t num_kv_indices = 0);
 // The same from host array views (validated: int32, 1-D, contiguous, host memory, lengths).
-KVINFER_API DecodePlan plan_decode(const TensorView& kv_indptr, const TensorView& kv_last_page_len,
-                                   const DecodePlanOptions& opt);
+KVINFER_API AttnPlan plan_attention(const TensorView* qo_indptr, const TensorView& kv_indptr,
+                                    const TensorView* kv_last_page_len, const PlanOptions& opt,
+                                    const TensorView* kv_indices = nullptr);
+
+// One async copy of plan.image into the int workspace (a device uint8 array) on `stream`.
+KVINFER_API void upload_plan(const AttnPlan& plan, const TensorView& int_workspace, cudaStream_t stream);
 
 }  // namespace kvinfer

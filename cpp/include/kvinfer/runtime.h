@@ -21,4 +21,9 @@ KVINFER_API int device_sm_count(int device);
 // Waits for `stream`; throws Error(kCudaError) if it failed.
 KVINFER_API void stream_synchronize(cudaStream_t stream);
 
+struct TensorView;
+// Async copy of a contiguous array into a contiguous device array of the same dtype (the first
+// src.numel() elements of dst), from host or device memory, on `stream`.
+KVINFER_API void copy_async(const TensorView& dst, const TensorView& src, cudaStream_t stream);
+
 }  // namespace kvinfer

@@ -1,0 +1,293 @@
+// FA2-class attention kernel (sm80+; also the fallback on sm90): mma.sync m16n8k16 with ldmatrix from
+// swizzled shared memory, a multi-stage cp.async pipeline for K/V, online softmax in registers.
+//
+// One kernel serves every path (single/batch, prefill/decode, paged/ragged/contiguous KV): a CTA
+// takes work items (AttnParams in cpp/src/launch.h) and, for each, a tile of kRows "packed rows"
+// (query token x query head of one KV head's group, so GQA of any group size fills the MMA's M
+// dimension) against a range of KV tokens. Each warp owns 16 rows; all warps share the K/V tiles.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "common/mma.cuh"
+#include "launch.h"
+
+namespace kvinfer::detail::attn {
+
+using namespace kvinfer::cuda;
+
+template <int D, AttnTile kTile>
+struct Config {
+  static constexpr int kWarps = kTile == AttnTile::kDecode ? 1 : 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kRows = kWarps * 16;
+  // KV tile and pipeline depth: the decode tile (1 warp) is memory-bound and wants several tiles in
+  // flight per CTA with several CTAs per SM; the prefill tile wants the largest K/V tile whose
+  // registers (S is 16 x kKV per warp, O is 16 x D) fit without spilling.
+  static constexpr int kKV = kTile == AttnTile::kDecode ? (D == 256 ? 16 : (D == 128 ? 32 : 64)) : (D == 256 ? 32 : 64);
+  static constexpr int kStages = kTile == AttnTile::kDecode ? (D == 256 ? 4 : 3) : 2;
+  static constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  static constexpr int kSmemQ = kRows * D * 2;
+  static constexpr int kSmemKVStage = kKV * D * 2;
+  static constexpr int kSmemBytes = kSmemQ + 2 * kStages * kSmemKVStage;
+  static_assert(kKV % 16 == 0 && D % 16 == 0 && D >= 64, "tile shape");
+  static_assert(kThreads % kChunks == 0 || kChunks % kThreads == 0, "loader shape");
+};
+
+struct Job {
+  int request, qo_tile, kv_begin, kv_end, partial, splits;
+  int qo_begin, qo_len, kv_len, kv_base;  // kv_base: first page (paged) or token (ragged)
+  int64_t mask_offset;
+};
+
+__device__ __forceinline__ bool load_job(const AttnParams& p, int w, Job& j) {
+  if (p.work) {
+    const AttnWorkItem it = p.work[w];
+    j.request = it.request, j.qo_tile = it.qo_tile, j.kv_begin = it.kv_begin, j.kv_end = it.kv_end;
+    j.partial = it.partial, j.splits = it.splits;
+    j.qo_begin = p.req_qo_indptr[j.request];
+    j.qo_len = p.req_qo_indptr[j.request + 1] - j.qo_begin;
+    j.kv_len = p.req_kv_len[j.request];
+    j.kv_base = p.req_kv_begin[j.request];
+    j.mask_offset = p.req_mask_offset ? p.req_mask_offset[j.request] : 0;
+  } else {
+    const int chunk = w / p.implicit_qo_tiles;
+    j.request = 0, j.qo_tile = w - chunk * p.implicit_qo_tiles;
+    j.qo_begin = 0, j.qo_len = p.single_qo_len, j.kv_len = p.single_kv_len, j.kv_base = 0, j.mask_offset = 0;
+    j.kv_begin = chunk * p.implicit_chunk;
+    j.kv_end = min(j.kv_len, j.kv_begin + p.implicit_chunk);
+    j.splits = p.implicit_splits;
+    j.partial = p.implicit_splits > 1 ? chunk : -1;
+  }
+  return true;
+}
+
+template <int D, typename T, AttnTile kTile>
+__global__ void __launch_bounds__(Config<D, kTile>::kThreads)
+    attention_kernel(const __grid_constant__ AttnParams p) {
+  using C = Config<D, kTile>;
+  constexpr int kRows = C::kRows, kKV = C::kKV, kStages = C::kStages, kNT = C::kThreads;
+  constexpr int kNS = kKV / 8;   // n-tiles of S per warp
+  constexpr int kNO = D / 8;     // n-tiles of O per warp
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);
+  T* sK = reinterpret_cast<T*>(smem_raw + C::kSmemQ);
+  T* sV = sK + kStages * kKV * D;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int kvh = blockIdx.y;
+  const int group = p.group;
+  const int num_work = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
+  const float log2e = 1.4426950408889634f;
+  const bool cap = p.soft_cap > 0.f;
+  // Logits in the log2 domain: s * sm_scale * log2(e), or cap * tanh(s * sm_scale / cap) * log2(e).
+  const float pre = cap ? p.sm_scale / p.soft_cap : p.sm_scale * log2e;
+  const float post = cap ? p.soft_cap * log2e : 1.f;
+
+  for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
+    Job job;
+    load_job(p, w, job);
+    const int packed_rows = job.qo_len * group;
+    const int row0 = job.qo_tile * kRows;
+    if (row0 >= packed_rows) continue;
+    const int offset = job.kv_len - job.qo_len;  // bottom-right alignment of queries
+    // Query tokens of this tile: first and last.
+    const int qa = row0 / group, qb = (min(row0 + kRows, packed_rows) - 1) / group;
+    int kv_lo = job.kv_begin, kv_hi = min(job.kv_end, job.kv_len);
+    if (p.causal) kv_hi = min(kv_hi, qb + offset + 1);
+    if (p.window_left >= 0) kv_lo = max(kv_lo, qa + offset - p.window_left);
+    const int first_tile = kv_lo > job.kv_begin ? (kv_lo - job.kv_begin) / kKV : 0;
+    const int tile_start = job.kv_begin + first_tile * kKV;
+    const int num_tiles = kv_hi > tile_start ? (kv_hi - tile_start + kKV - 1) / kKV : 0;
+
+    __syncthreads();  // the previous job's last reads of sQ/sK/sV are done
+    // ---- Q tile -> shared (zero rows past the end)
+    for (int i = tid; i < kRows * C::kChunks; i += kNT) {
+      const int r = i / C::kChunks, c = i % C::kChunks;
+      const int pr = row0 + r;
+      const bool ok = pr < packed_rows;
+      const int tok = ok ? job.qo_begin + pr / group : 0;
+      const int head = kvh * group + (ok ? pr % group : 0);
+      const T* src = static_cast<const T*>(p.q) + int64_t(tok) * p.q_stride_n + int64_t(head) * p.q_stride_h + c * 8;
+      cp_async_16(sQ + swz<D>(r, c), ok ? src : static_cast<const T*>(p.q), ok);
+    }
+    cp_async_commit();
+
+    // ---- K/V tile loader: each thread copies chunk `lc` of rows lr0, lr0 + kRowStep, ...
+    constexpr int kRowStep = kNT >= C::kChunks ? kNT / C::kChunks : 1;
+    constexpr int kChunkStep = kNT >= C::kChunks ? C::kChunks : kNT;
+    const int lr0 = kNT >= C::kChunks ? tid / C::kChunks : 0;
+    const int lc0 = tid % C::kChunks;
+    auto load_kv = [&](int t) {
+      const int stage = t % kStages;
+      T* dk = sK + stage * kKV * D;
+      T* dv = sV + stage * kKV * D;
+      const int base = tile_start + t * kKV;
+      for (int r = lr0; r < kKV; r += kRowStep) {
+        const int pos = base + r;
+        const bool ok = pos < kv_hi;
+        int64_t ok_k = 0, ok_v = 0;
+        if (ok) {
+          if (p.page_size > 0) {
+            const int pg = p.kv_indices[job.kv_base + pos / p.page_size];
+            const int slot = pos % p.page_size;
+            ok_k = int64_t(pg) * p.k_stride_page + int64_t(slot) * p.k_stride_tok;
+            ok_v = int64_t(pg) * p.v_stride_page + int64_t(slot) * p.v_stride_tok;
+          } else {
+            ok_k = int64_t(job.kv_base + pos) * p.k_stride_tok;
+            ok_v = int64_t(job.kv_base + pos) * p.v_stride_tok;
+          }
+          ok_k += int64_t(kvh) * p.k_stride_h;
+          ok_v += int64_t(kvh) * p.v_stride_h;
+        }
+        const T* gk = static_cast<const T*>(p.k) + ok_k;
+        const T* gv = static_cast<const T*>(p.v) + ok_v;
+#pragma unroll
+        for (int c = lc0; c < C::kChunks; c += kChunkStep) {
+          cp_async_16(dk + swz<D>(r, c), gk + c * 8, ok);
+          cp_async_16(dv + swz<D>(r, c), gv + c * 8, ok);
+        }
+      }
+    };
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (s < num_tiles) load_kv(s);
+      cp_async_commit();
+    }
+
+    float o[kNO][4];
+#pragma unroll
+    for (int n = 0; n < kNO; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    // This thread's rows in the tile (g and g + 8 of its warp's 16) and their query token indices.
+    const int g = lane >> 2, tq = lane & 3;
+    int qrow[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) qrow[h] = (row0 + warp * 16 + g + 8 * h) / group;
+
+    for (int t = 0; t < num_tiles; ++t) {
+      cp_async_wait<kStages - 2>();
+      __syncthreads();
+      if (t + kStages - 1 < num_tiles) load_kv(t + kStages - 1);
+      cp_async_commit();
+      const T* tk = sK + (t % kStages) * kKV * D;
+      const T* tv = sV + (t % kStages) * kKV * D;
+      const int base = tile_start + t * kKV;
+
+      // ---- S = Q K^T (16 x kKV per warp)
+      float s[kNS][4];
+#pragma unroll
+      for (int n = 0; n < kNS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t a[4];
+        ldmatrix_x4(a, sQ + swz<D>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+#pragma unroll
+        for (int j = 0; j < kNS / 2; ++j) {
+          uint32_t b[4];
+          ldmatrix_x4(b, tk + swz<D>(j * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
+          mma_16816<T>(s[2 * j], a, b[0], b[1]);
+          mma_16816<T>(s[2 * j + 1], a, b[2], b[3]);
+        }
+      }
+
+      // ---- logits transform and mask
+      const bool need_mask = base + kKV > kv_hi || base < kv_lo || p.mask_bits ||
+                             (p.causal && base + kKV - 1 > qa + offset) ||
+                             (p.window_left >= 0 && base < qb + offset - p.window_left);
+#pragma unroll
+      for (int n = 0; n < kNS; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float x = s[n][e] * pre;
+          if (cap) x = tanhf(x) * post;
+          if (need_mask) {
+            const int h = e >> 1;
+            const int kv = base + n * 8 + 2 * tq + (e & 1);
+            const int qi = qrow[h];
+            bool ok = kv < kv_hi && kv >= kv_lo && qi < job.qo_len;
+            if (p.causal) ok = ok && kv <= qi + offset;
+            if (p.window_left >= 0) ok = ok && kv >= qi + offset - p.window_left;
+            if (ok && p.mask_bits) {
+              const int64_t bit = job.mask_offset + int64_t(qi) * job.kv_len + kv;
+              ok = (p.mask_bits[bit >> 3] >> (bit & 7)) & 1;
+            }
+            if (!ok) x = -INFINITY;
+          }
+          s[n][e] = x;
+        }
+      }
+
+      // ---- online softmax (rows g and g + 8; a row's 4 threads are lanes 4g .. 4g + 3)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = m[h];
+#pragma unroll
+        for (int n = 0; n < kNS; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+        const float mu = mx == -INFINITY ? 0.f : mx;
+        const float corr = fast_exp2(m[h] - mu);
+        m[h] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < kNS; ++n) {
+          s[n][2 * h] = fast_exp2(s[n][2 * h] - mu);
+          s[n][2 * h + 1] = fast_exp2(s[n][2 * h + 1] - mu);
+          sum += s[n][2 * h] + s[n][2 * h + 1];
+        }
+        l[h] = l[h] * corr + sum;
+#pragma unroll
+        for (int n = 0; n < kNO; ++n) o[n][2 * h] *= corr, o[n][2 * h + 1] *= corr;
+      }
+
+      // ---- O += P V
+#pragma unroll
+      for (int kc = 0; kc < kKV / 16; ++kc) {
+        uint32_t a[4];
+        a[0] = pack2<T>(s[2 * kc][0], s[2 * kc][1]);
+        a[1] = pack2<T>(s[2 * kc][2], s[2 * kc][3]);
+        a[2] = pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+        a[3] = pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+#pragma unroll
+        for (int dn = 0; dn < kNO / 2; ++dn) {
+          uint32_t b[4];
+          ldmatrix_x4_trans(b, tv + swz<D>(kc * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), dn * 2 + (lane >> 4)));
+          mma_16816<T>(o[2 * dn], a, b[0], b[1]);
+          mma_16816<T>(o[2 * dn + 1], a, b[2], b[3]);
+        }
+      }
+    }
+    cp_async_wait<0>();
+
+    // ---- epilogue: normalise, write rows (direct or partial), LSE
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float sum = l[h];
+      sum += __shfl_xor_sync(0xffffffff, sum, 1);
+      sum += __shfl_xor_sync(0xffffffff, sum, 2);
+      const int pr = row0 + warp * 16 + g + 8 * h;
+      if (pr >= packed_rows) continue;
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const int qi = pr / group;
+      const int head = kvh * group + pr % group;
+      T* dst;
+      float* lse_dst;
+      if (job.partial < 0) {
+        dst = static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h;
+        lse_dst = p.lse ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h : nullptr;
+      } else {
+        const int64_t prow = int64_t(job.partial) + int64_t(qi) * job.splits;
+        dst = static_cast<T*>(p.partial_o) + (prow * p.num_qo_heads + head) * D;
+        lse_dst = p.partial_lse + prow * p.num_qo_heads + head;
+      }
+#pragma unroll
+      for (int n = 0; n < kNO; ++n) {
+        *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * tq) = pack2<T>(o[n][2 * h] * inv, o[n][2 * h + 1] * inv);
+      }
+      if (lse_dst && tq == 0) *lse_dst = sum > 0.f ? m[h] + __log2f(sum) : -INFINITY;
+    }
+  }
+}
+
+}  // namespace kvinfer::detail::attn

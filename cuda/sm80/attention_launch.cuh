@@ -1,0 +1,21 @@
+// Launcher of the FA2-class attention kernel: grid (work CTAs, kv heads), dynamic shared memory.
+#pragma once
+#include "common/types.cuh"
+#include "sm80/attention_kernel.cuh"
+
+namespace kvinfer::detail {
+
+template <int kHeadDim, DType kDT, AttnTile kTile>
+cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream) {
+  using T = cuda::cuda_t<kDT>;
+  using C = attn::Config<kHeadDim, kTile>;
+  auto kernel = attn::attention_kernel<kHeadDim, T, kTile>;
+  // Opt in to more than 48 KB of shared memory (every call: cheap, and per device).
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  if (p.grid_x <= 0 || p.num_kv_heads <= 0) return cudaSuccess;
+  kernel<<<dim3(p.grid_x, p.num_kv_heads), C::kThreads, C::kSmemBytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace kvinfer::detail

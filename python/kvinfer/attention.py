@@ -1,0 +1,102 @@
+"""Single-request attention: decode (one query token) and prefill (many), FA2-class kernels.
+
+q is [qo_len, H_qo, D] ([H_qo, D] for decode); k/v are [kv_len, H_kv, D] (NHD) or [H_kv, kv_len, D]
+(HND), any strides that are multiples of 8 elements with unit stride along D. H_qo is any multiple
+of H_kv (GQA/MQA). LSE is base 2, fp32. Long KV ranges are split across CTAs and merged on the device.
+"""
+from . import _C
+from ._arrays import Call
+from .mask import pack_custom_mask
+
+_MIN_CHUNK_TOKENS = 256
+
+
+def _target_ctas(device_index=0):
+    """CTAs to aim a grid at: resident CTAs per SM times SMs (132 on H100/H200 when no GPU is visible)."""
+    sms = _C.device_sm_count(device_index) if _C.device_count() else 132
+    return 4 * sms
+
+
+def _check_pos_encoding(pos_encoding_mode):
+    if pos_encoding_mode not in (None, "NONE"):
+        raise ValueError(f"pos_encoding_mode: {pos_encoding_mode!r} is not supported by this build; apply RoPE to q/k "
+                         "before calling (expected \"NONE\")")
+
+
+def _options(sm_scale, logits_soft_cap, window_left):
+    return (0.0 if sm_scale is None else float(sm_scale),
+            0.0 if not logits_soft_cap else float(logits_soft_cap),
+            -1 if window_left is None else int(window_left))
+
+
+def _device_index(x):
+    dev = getattr(x, "device", None)
+    idx = getattr(dev, "index", None)
+    if isinstance(idx, int):
+        return idx
+    if isinstance(getattr(dev, "id", None), int):  # cupy
+        return dev.id
+    return 0
+
+
+def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=None, causal=False, kv_layout="NHD",
+                                 pos_encoding_mode="NONE", sm_scale=None, logits_soft_cap=None, window_left=-1,
+                                 rope_scale=None, rope_theta=None, return_lse=False, *, out=None, lse=None,
+                                 stream=None):
+    """Attention of q [qo_len, H_qo, D] over k/v. Returns out, or (out, lse) with return_lse.
+
+    custom_mask: bool [qo_len, kv_len] (True = attend), or packed_custom_mask: its little-endian bits
+    (uint8, see kvinfer.pack_custom_mask). Causal masks are bottom-right aligned (the queries are the
+    last qo_len positions).
+    """
+    _check_pos_encoding(pos_encoding_mode)
+    c = Call(q, stream)
+    sm, cap, wl = _options(sm_scale, logits_soft_cap, window_left)
+    shape = tuple(q.shape)
+    if len(shape) != 3:
+        raise ValueError(f"q: expected [qo_len, num_qo_heads, head_dim], got shape {list(shape)}")
+    kshape = tuple(k.shape)
+    if len(kshape) != 3:
+        raise ValueError(f"k: expected [kv_len, num_kv_heads, head_dim] (NHD) or [num_kv_heads, kv_len, head_dim] "
+                         f"(HND), got shape {list(kshape)}")
+    kv_len, hkv = (kshape[0], kshape[1]) if kv_layout == "NHD" else (kshape[1], kshape[0])
+    if custom_mask is not None and packed_custom_mask is None:
+        packed_custom_mask = pack_custom_mask(custom_mask, c, expect=(shape[0], kv_len))
+    tile, splits, chunk, tmp_rows = _C.plan_single(shape[0], kv_len, shape[1], max(hkv, 1),
+                                                   _target_ctas(_device_index(q)), _MIN_CHUNK_TOKENS)
+    own_out = out is None
+    if own_out:
+        out = c.empty(shape)
+    own_lse = return_lse and lse is None
+    if own_lse:
+        lse = c.empty(shape[:2], "float32")
+    tmp_o = tmp_lse = None
+    if splits > 1:
+        tmp_o = c.empty((tmp_rows,) + shape[1:])
+        tmp_lse = c.empty((tmp_rows, shape[1]), "float32")
+    _C.single_attention(c.arg(q, "q"), c.arg(k, "k"), c.arg(v, "v"), c.dest(out, "out", own_out),
+                        c.dest(lse, "lse", own_lse) if lse is not None else None, c.arg(packed_custom_mask, "mask"),
+                        kv_layout, bool(causal), wl, sm, cap, tile, splits, chunk,
+                        c.dest(tmp_o, "tmp_o", True) if tmp_o is not None else None,
+                        c.dest(tmp_lse, "tmp_lse", True) if tmp_lse is not None else None, c.stream)
+    c.finish()
+    return (out, lse) if return_lse else out
+
+
+def single_decode_with_kv_cache(q, k, v, kv_layout="NHD", pos_encoding_mode="NONE", sm_scale=None,
+                                logits_soft_cap=None, window_left=-1, rope_scale=None, rope_theta=None,
+                                return_lse=False, *, out=None, lse=None, stream=None):
+    """Decode attention of one query token q [H_qo, D] over k/v. Returns out [H_qo, D] (and lse [H_qo])."""
+    shape = tuple(q.shape)
+    if len(shape) != 2:
+        raise ValueError(f"q: expected [num_qo_heads, head_dim], got shape {list(shape)}")
+    q3 = q.reshape((1,) + shape)
+    out3 = None if out is None else out.reshape((1,) + tuple(out.shape))
+    lse2 = None if lse is None else lse.reshape((1,) + tuple(lse.shape))
+    r = single_prefill_with_kv_cache(q3, k, v, kv_layout=kv_layout, pos_encoding_mode=pos_encoding_mode,
+                                     sm_scale=sm_scale, logits_soft_cap=logits_soft_cap, window_left=window_left,
+                                     return_lse=return_lse, out=out3, lse=lse2, stream=stream)
+    if return_lse:
+        o, s = r
+        return o.reshape(shape), s.reshape(shape[:1])
+    return r.reshape(shape)

@@ -1,0 +1,299 @@
+"""Batch attention wrappers with plan()/run() (FlashInfer's vocabulary, so switching is an import change).
+
+plan() takes host index arrays, runs the C++ planner (query tiles, split-KV for long requests,
+longest work first) and uploads everything run() needs into the int workspace with one async copy;
+it never waits for the GPU. run() only launches: the attention kernel and, when the plan split a
+request's KV, the merge of its partial states (partials live in `float_workspace_buffer`).
+
+With use_cuda_graph=True every buffer, offset and the grid are fixed at construction, so run() can be
+captured once and replayed after each new plan() (same q shape; lengths and splits may change).
+Workspaces are device uint8 arrays of a framework with mutable arrays (torch, cupy).
+"""
+import numpy as np
+
+from . import _C
+from ._arrays import Call, framework_of
+from .attention import _MIN_CHUNK_TOKENS, _check_pos_encoding, _device_index, _options, _target_ctas
+from .mask import pack_custom_mask
+from .page import split_paged_kv_cache
+
+INT_WORKSPACE_BYTES = 8 << 20
+_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "half": 2}
+
+
+def _host_int32(x, name):
+    """Host int32 numpy view of an index array (device arrays are copied: that waits for the GPU)."""
+    if x is None:
+        return None
+    fw = framework_of(x)
+    if fw == "torch":
+        x = x.detach().cpu().numpy() if x.is_cuda else x.numpy()
+    elif fw == "cupy":
+        import cupy
+        x = cupy.asnumpy(x)
+    elif fw == "jax":
+        x = np.asarray(x)
+    x = np.asarray(x)
+    if x.dtype != np.int32:
+        raise TypeError(f"{name}: expected int32 indices, got {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def _dtype_bytes(dt):
+    if dt is None:
+        return 2
+    name = str(dt).split(".")[-1]
+    if name not in _DTYPE_BYTES:
+        raise TypeError(f"q_data_type: expected float16 or bfloat16, got {dt}")
+    return _DTYPE_BYTES[name]
+
+
+class _BatchAttention:
+    """Shared machinery of the batch wrappers: workspaces, planning, upload, run."""
+
+    _paged = True
+    _tile_rows = 0  # 0: the planner picks (16-row decode tile when every request fits)
+
+    def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, *, capacity_batch=0,
+                 capacity_rows=0, kv_indices_buffer=None, int_workspace_bytes=INT_WORKSPACE_BYTES):
+        if kv_layout not in ("NHD", "HND"):
+            raise ValueError(f"kv_layout: expected \"NHD\" or \"HND\", got {kv_layout!r}")
+        if framework_of(float_workspace_buffer) not in ("torch", "cupy", "dlpack"):
+            raise TypeError("float_workspace_buffer: expected a device array of torch or cupy (the wrappers write "
+                            "into their workspaces; JAX arrays are immutable: use the single_* functions)")
+        self._float_ws = float_workspace_buffer
+        self._ws_call = Call(float_workspace_buffer)
+        self._int_ws = self._ws_call.empty((int_workspace_bytes,), "uint8")
+        self._layout = kv_layout
+        self._graph = bool(use_cuda_graph)
+        self._capacity_batch = int(capacity_batch)
+        self._capacity_rows = int(capacity_rows)
+        self._indices_buf = kv_indices_buffer
+        if self._graph and (self._capacity_batch <= 0 or self._capacity_rows <= 0):
+            raise ValueError("use_cuda_graph=True needs the batch capacity (index buffers or max sizes) at construction")
+        if self._graph and self._paged and kv_indices_buffer is None:
+            raise ValueError("use_cuda_graph=True needs paged_kv_indices_buffer at construction (its pointer is "
+                             "captured by the graph)")
+        self._plan = None
+        self._indices = None
+
+    @property
+    def float_workspace_bytes(self):
+        ws = self._float_ws
+        return int(np.prod(ws.shape)) * int(getattr(ws, "itemsize", None) or ws.element_size())
+
+    def _do_plan(self, qo_indptr, kv_indptr, kv_indices, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim,
+                 page_size, causal, pos_encoding_mode, window_left, logits_soft_cap, sm_scale, q_data_type,
+                 kv_data_type, custom_mask, packed_custom_mask, validate, stream):
+        _check_pos_encoding(pos_encoding_mode)
+        if kv_data_type is not None and q_data_type is not None and str(kv_data_type) != str(q_data_type):
+            raise TypeError(f"kv_data_type: {kv_data_type} differs from q_data_type {q_data_type}; this build's "
+                            "kernels take K/V in the query dtype")
+        qo = _host_int32(qo_indptr, "qo_indptr")
+        kvp = _host_int32(kv_indptr, "kv_indptr")
+        last = _host_int32(kv_last_page_len, "kv_last_page_len")
+        host_indices = None
+        if self._paged and (validate or framework_of(kv_indices) == "numpy"):
+            host_indices = _host_int32(kv_indices, "kv_indices")
+        c = Call(self._float_ws, stream)
+        graph_grid = _target_ctas(_device_index(self._float_ws)) if self._graph else 0
+        self._plan = _C.plan_attention(
+            qo, kvp, last, host_indices if validate else None, int(num_qo_heads), int(num_kv_heads), int(head_dim),
+            int(page_size) if self._paged else 0, bool(causal), self._tile_rows,
+            _target_ctas(_device_index(self._float_ws)), _MIN_CHUNK_TOKENS, True, _dtype_bytes(q_data_type),
+            self._capacity_batch, self._capacity_rows, graph_grid, int(self._int_ws.shape[0]),
+            self.float_workspace_bytes)
+        _C.upload_plan(self._plan, c.dest(self._int_ws, "int_workspace", True), c.stream)
+        if self._paged:
+            self._indices = self._stage_indices(kv_indices, host_indices, c)
+        self._causal = bool(causal)
+        self._sm, self._cap, self._wl = _options(sm_scale, logits_soft_cap, window_left)
+        if custom_mask is not None and packed_custom_mask is None:
+            packed_custom_mask = pack_custom_mask(custom_mask, c)
+        if packed_custom_mask is not None and framework_of(packed_custom_mask) == "numpy":
+            packed_custom_mask = pack_custom_mask(np.unpackbits(packed_custom_mask, bitorder="little").astype(bool), c)
+        self._mask = packed_custom_mask
+
+    def _stage_indices(self, kv_indices, host_indices, c):
+        """Device page ids: the caller's device array, or a copy (graph mode: into the fixed buffer)."""
+        src = kv_indices
+        if framework_of(src) == "numpy":
+            src = host_indices
+        if self._graph:
+            n = int(src.shape[0])
+            if n > int(self._indices_buf.shape[0]):
+                raise ValueError(f"kv_indices: {n} pages exceed paged_kv_indices_buffer ({self._indices_buf.shape[0]})")
+            if src is not self._indices_buf:
+                _C.copy_async(c.dest(self._indices_buf, "paged_kv_indices_buffer", True), c.arg(src, "kv_indices"),
+                              c.stream)
+            return self._indices_buf
+        if framework_of(src) == "numpy":
+            dev = c.empty(src.shape, "int32")
+            _C.copy_async(c.dest(dev, "kv_indices", True), src, c.stream)
+            return dev
+        return src
+
+    def _run(self, q, k, v, out, lse, return_lse, stream):
+        if self._plan is None:
+            raise RuntimeError("run() before plan(): call plan() with this batch's index arrays first")
+        c = Call(q, stream)
+        shape = tuple(q.shape)
+        own_out = out is None
+        if own_out:
+            out = c.empty(shape)
+        own_lse = lse is None and return_lse
+        if own_lse:
+            lse = c.empty(shape[:2], "float32")
+        _C.batch_attention(self._plan, c.arg(q, "q"), c.arg(k, "k_cache"), c.arg(v, "v_cache"),
+                           c.arg(self._indices, "kv_indices") if self._paged else None,
+                           c.dest(out, "out", own_out), c.dest(lse, "lse", own_lse) if lse is not None else None,
+                           c.arg(self._mask, "packed_custom_mask"), c.dest(self._int_ws, "int_workspace", True),
+                           c.dest(self._float_ws, "float_workspace_buffer", True), self._layout, self._causal,
+                           self._wl, self._sm, self._cap, c.stream)
+        c.finish()
+        return (out, lse) if return_lse else out
+
+    @property
+    def plan_info(self):
+        """The current plan (kvinfer._C.Plan): work items, splits, workspace bytes."""
+        return self._plan
+
+
+class BatchDecodeWithPagedKVCacheWrapper(_BatchAttention):
+    """Decode (one query token per request) over a paged KV cache; q is [batch, H_qo, D]."""
+
+    _tile_rows = 16
+
+    def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, use_tensor_cores=True,
+                 paged_kv_indptr_buffer=None, paged_kv_indices_buffer=None, paged_kv_last_page_len_buffer=None):
+        batch = 0
+        if use_cuda_graph:
+            if paged_kv_indptr_buffer is None:
+                raise ValueError("use_cuda_graph=True needs paged_kv_indptr_buffer (its length - 1 is the batch size)")
+            batch = int(paged_kv_indptr_buffer.shape[0]) - 1
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=batch,
+                         kv_indices_buffer=paged_kv_indices_buffer)
+
+    def plan(self, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
+             pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, q_data_type="float16",
+             kv_data_type=None, sm_scale=None, rope_scale=None, rope_theta=None, *, validate=False, stream=None):
+        self._do_plan(None, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, False,
+                      pos_encoding_mode, window_left, logits_soft_cap, sm_scale, q_data_type, kv_data_type, None,
+                      None, validate, stream)
+
+    begin_forward = plan
+
+    def run(self, q, paged_kv_cache, *, out=None, lse=None, return_lse=False, stream=None):
+        k, v = split_paged_kv_cache(paged_kv_cache)
+        return self._run(q, k, v, out, lse, return_lse, stream)
+
+    forward = run
+
+
+class BatchPrefillWithPagedKVCacheWrapper(_BatchAttention):
+    """Prefill / append (many query tokens per request) over a paged KV cache; q is [qo_indptr[-1], H_qo, D]."""
+
+    def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
+                 paged_kv_indptr_buf=None, paged_kv_indices_buf=None, paged_kv_last_page_len_buf=None,
+                 max_num_qo_tokens=None):
+        batch = rows = 0
+        if use_cuda_graph:
+            if qo_indptr_buf is None or max_num_qo_tokens is None:
+                raise ValueError("use_cuda_graph=True needs qo_indptr_buf (batch capacity) and max_num_qo_tokens")
+            batch, rows = int(qo_indptr_buf.shape[0]) - 1, int(max_num_qo_tokens)
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=rows,
+                         kv_indices_buffer=paged_kv_indices_buf)
+
+    def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
+             head_dim_qk, page_size, head_dim_vo=None, custom_mask=None, packed_custom_mask=None, causal=False,
+             pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, sm_scale=None, rope_scale=None,
+             rope_theta=None, q_data_type="float16", kv_data_type=None, *, validate=False, stream=None):
+        if head_dim_vo is not None and head_dim_vo != head_dim_qk:
+            raise ValueError("head_dim_vo: must equal head_dim_qk in this build")
+        self._do_plan(qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads,
+                      num_kv_heads, head_dim_qk, page_size, causal, pos_encoding_mode, window_left, logits_soft_cap,
+                      sm_scale, q_data_type, kv_data_type, custom_mask, packed_custom_mask, validate, stream)
+
+    begin_forward = plan
+
+    def run(self, q, paged_kv_cache, *, out=None, lse=None, return_lse=False, stream=None):
+        k, v = split_paged_kv_cache(paged_kv_cache)
+        return self._run(q, k, v, out, lse, return_lse, stream)
+
+    forward = run
+
+
+class BatchPrefillWithRaggedKVCacheWrapper(_BatchAttention):
+    """Prefill over a ragged KV: k/v [kv_indptr[-1], H_kv, D] (NHD) or [H_kv, kv_indptr[-1], D] (HND)."""
+
+    _paged = False
+
+    def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
+                 kv_indptr_buf=None, max_num_qo_tokens=None):
+        batch = rows = 0
+        if use_cuda_graph:
+            if qo_indptr_buf is None or max_num_qo_tokens is None:
+                raise ValueError("use_cuda_graph=True needs qo_indptr_buf (batch capacity) and max_num_qo_tokens")
+            batch, rows = int(qo_indptr_buf.shape[0]) - 1, int(max_num_qo_tokens)
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=rows)
+
+    def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, head_dim_vo=None, custom_mask=None,
+             packed_custom_mask=None, causal=False, pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None,
+             sm_scale=None, rope_scale=None, rope_theta=None, q_data_type="float16", kv_data_type=None, *,
+             stream=None):
+        if head_dim_vo is not None and head_dim_vo != head_dim_qk:
+            raise ValueError("head_dim_vo: must equal head_dim_qk in this build")
+        self._do_plan(qo_indptr, kv_indptr, None, None, num_qo_heads, num_kv_heads, head_dim_qk, 0, causal,
+                      pos_encoding_mode, window_left, logits_soft_cap, sm_scale, q_data_type, kv_data_type,
+                      custom_mask, packed_custom_mask, False, stream)
+
+    begin_forward = plan
+
+    def run(self, q, k, v, *, out=None, lse=None, return_lse=False, stream=None):
+        return self._run(q, k, v, out, lse, return_lse, stream)
+
+    forward = run
+
+
+class MultiLevelCascadeAttentionWrapper:
+    """Cascade (shared-prefix) attention over a paged cache with `num_levels` levels.
+
+    Level i has its own qo_indptr / page table: level 0 typically maps all queries of a group of
+    requests to their shared prefix pages, the last level to each request's own pages. Each level's
+    attention (with LSE) is merged into the running result with merge_state_in_place. `causal`
+    applies to the last level only (the prefix levels lie entirely before every query).
+    """
+
+    def __init__(self, num_levels, float_workspace_buffer, kv_layout="NHD"):
+        if num_levels < 1:
+            raise ValueError(f"num_levels: expected >= 1, got {num_levels}")
+        self._levels = [BatchPrefillWithPagedKVCacheWrapper(float_workspace_buffer, kv_layout)
+                        for _ in range(num_levels)]
+
+    def plan(self, qo_indptr_arr, paged_kv_indptr_arr, paged_kv_indices_arr, paged_kv_last_page_len, num_qo_heads,
+             num_kv_heads, head_dim, page_size, causal=False, pos_encoding_mode="NONE", window_left=-1,
+             logits_soft_cap=None, sm_scale=None, rope_scale=None, rope_theta=None, q_data_type="float16",
+             kv_data_type=None, *, stream=None):
+        n = len(self._levels)
+        for name, arr in (("qo_indptr_arr", qo_indptr_arr), ("paged_kv_indptr_arr", paged_kv_indptr_arr),
+                          ("paged_kv_indices_arr", paged_kv_indices_arr),
+                          ("paged_kv_last_page_len", paged_kv_last_page_len)):
+            if len(arr) != n:
+                raise ValueError(f"{name}: expected one array per level ({n}), got {len(arr)}")
+        for i, w in enumerate(self._levels):
+            w.plan(qo_indptr_arr[i], paged_kv_indptr_arr[i], paged_kv_indices_arr[i], paged_kv_last_page_len[i],
+                   num_qo_heads, num_kv_heads, head_dim, page_size, causal=causal and i == n - 1,
+                   pos_encoding_mode=pos_encoding_mode, window_left=window_left, logits_soft_cap=logits_soft_cap,
+                   sm_scale=sm_scale, q_data_type=q_data_type, kv_data_type=kv_data_type, stream=stream)
+
+    begin_forward = plan
+
+    def run(self, q, paged_kv_cache, *, return_lse=False, stream=None):
+        from .merge import merge_state_in_place
+        out, lse = self._levels[0].run(q, paged_kv_cache, return_lse=True, stream=stream)
+        for w in self._levels[1:]:
+            o_i, s_i = w.run(q, paged_kv_cache, return_lse=True, stream=stream)
+            merge_state_in_place(out, lse, o_i, s_i, stream=stream)
+        return (out, lse) if return_lse else out
+
+    forward = run
