@@ -3,7 +3,8 @@
 # Usage: ci/gpu.sh [OUT_DIR]   (default ci-out/). Writes build.log, info.txt, pytest.log, nvidia-smi.txt,
 # bench_*.md/json. Wheels in .whl/ (e.g. nvidia-cutlass, for a machine without network) are used first.
 # Env: KVINFER_CUDA_ARCHS / KVINFER_HEAD_DIMS / KVINFER_DTYPES narrow the build (README "Build options");
-#      KVINFER_SKIP_BUILD=1 reuses the installed package; KVINFER_BENCH=0 skips benchmarks.
+#      KVINFER_SKIP_BUILD=1 reuses the installed package; KVINFER_BENCH=0 skips benchmarks;
+#      KVINFER_TESTS (default "tests") and KVINFER_BENCHES (default "benchmarks/bench_*.py") narrow the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=$(mkdir -p "${1:-ci-out}" && cd "${1:-ci-out}" && pwd)
@@ -24,13 +25,13 @@ if [ "${KVINFER_SKIP_BUILD:-0}" != 1 ]; then
 fi
 (cd /tmp && python3 -m kvinfer info) | tee "$OUT_DIR/info.txt"
 
-python3 -m pytest tests -q -rs -p no:cacheprovider > "$OUT_DIR/pytest.log" 2>&1
+python3 -m pytest ${KVINFER_TESTS:-tests} -q -rs -p no:cacheprovider > "$OUT_DIR/pytest.log" 2>&1
 rc=$?
 grep -E "^(FAILED|ERROR)" "$OUT_DIR/pytest.log" | head -40
 tail -3 "$OUT_DIR/pytest.log"
 
 if [ "${KVINFER_BENCH:-1}" != 0 ]; then
-  for b in benchmarks/bench_*.py; do
+  for b in ${KVINFER_BENCHES:-benchmarks/bench_*.py}; do
     n=$(basename "$b" .py)
     python3 "$b" --json "$OUT_DIR/$n.json" > "$OUT_DIR/$n.md" 2>&1 || { echo "$n FAILED"; rc=1; }
     cat "$OUT_DIR/$n.md"
