@@ -215,11 +215,13 @@ NB_MODULE(_C, m) {
 
   m.def(
       "plan_single",
-      [](int64_t qo_len, int64_t kv_len, int hq, int hkv, int target_ctas, int min_chunk_tokens) {
-        const kvinfer::SinglePlan sp = kvinfer::plan_single(qo_len, kv_len, hq, hkv, target_ctas, min_chunk_tokens);
+      [](int64_t qo_len, int64_t kv_len, int hq, int hkv, int head_dim, int target_ctas, int min_chunk_tokens) {
+        const kvinfer::SinglePlan sp =
+            kvinfer::plan_single(qo_len, kv_len, hq, hkv, head_dim, target_ctas, min_chunk_tokens);
         return nb::make_tuple(sp.tile_rows, sp.splits, sp.chunk_tokens, sp.tmp_rows);
       },
-      nb::arg("qo_len"), nb::arg("kv_len"), nb::arg("num_qo_heads"), nb::arg("num_kv_heads"), nb::arg("target_ctas"),
+      nb::arg("qo_len"), nb::arg("kv_len"), nb::arg("num_qo_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
+      nb::arg("target_ctas"),
       nb::arg("min_chunk_tokens"));
 
   // ---- attention -----------------------------------------------------------------------------

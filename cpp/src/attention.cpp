@@ -117,11 +117,11 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num_kv_heads, int target_ctas,
-                       int min_chunk_tokens) {
+SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num_kv_heads, int head_dim,
+                       int target_ctas, int min_chunk_tokens) {
   SinglePlan sp;
   const int64_t group = num_kv_heads > 0 ? num_qo_heads / num_kv_heads : 1;
-  sp.tile_rows = qo_len * group <= 16 ? 16 : 64;
+  sp.tile_rows = qo_len * group <= 16 ? 16 : detail::attn_tile_rows(detail::AttnTile::kPrefill, head_dim);
   const int64_t ctas = ceil_div(qo_len * group, sp.tile_rows) * num_kv_heads;
   sp.chunk_tokens = std::max<int64_t>(kv_len, 1);
   // Split the KV when the query tiles alone leave most of the GPU idle (decode, short prefill over a
@@ -168,7 +168,8 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
         if (t->strides[i] != want) bad(std::string(t->name) + ": must be contiguous");
       }
   }
-  if (sp.tile_rows != 16 && sp.tile_rows != 64) bad("plan: tile_rows must be 16 or 64");
+  if (sp.tile_rows != 16 && sp.tile_rows != detail::attn_tile_rows(detail::AttnTile::kPrefill, q.size(2)))
+    bad("plan: tile_rows does not match a compiled tile for this head_dim");
   detail::expect_cuda_same_device({&q, &k, &v, &o, lse, mask_bits, tmp_o, tmp_lse});
   if (qo_len == 0 || q.size(1) == 0) return;
 

@@ -103,8 +103,11 @@ struct AttnParams {
 
 // Tile shapes of the compiled kernels (shared by planner and instances).
 // kDecode: 1 warp, 16 packed rows, for few rows per request (decode: group size x 1 token).
-// kPrefill: 4 warps, 64 packed rows.
-enum class AttnTile : int { kDecode = 16, kPrefill = 64 };
+// kPrefill: 4 warps, two 16-row MMA tiles each (one at head dim 256, where O would not fit).
+enum class AttnTile : int { kDecode = 0, kPrefill = 1 };
+constexpr int attn_tile_rows(AttnTile t, int head_dim) {
+  return t == AttnTile::kDecode ? 16 : (head_dim == 256 ? 64 : 128);
+}
 
 template <int kHeadDim, DType kDT, AttnTile kTile>
 cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);

@@ -41,7 +41,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     bad("num_qo_heads (" + std::to_string(opt.num_qo_heads) + ") must be a positive multiple of num_kv_heads (" +
         std::to_string(opt.num_kv_heads) + ")");
   if (opt.tile_rows != 0 && opt.tile_rows != 16 && opt.tile_rows != 64)
-    bad("tile_rows: expected 0 (auto), 16 or 64, got " + std::to_string(opt.tile_rows));
+    bad("tile_rows: expected 0 (auto), 16 (decode tile) or 64 (prefill tile), got " + std::to_string(opt.tile_rows));
   const int64_t group = opt.num_qo_heads / opt.num_kv_heads;
 
   AttnPlan p;
@@ -85,7 +85,9 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     }
   }
 
-  p.tile_rows = opt.tile_rows ? opt.tile_rows : (max_rows <= 16 ? 16 : 64);
+  const bool decode_tile = opt.tile_rows ? opt.tile_rows == 16 : max_rows <= 16;
+  p.tile_rows = detail::attn_tile_rows(decode_tile ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill,
+                                       opt.head_dim);
   std::vector<int64_t> tiles(batch);
   int64_t total = 0, max_len = 1;
   for (int64_t b = 0; b < batch; ++b) {

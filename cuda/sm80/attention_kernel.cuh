@@ -20,11 +20,14 @@ template <int D, AttnTile kTile>
 struct Config {
   static constexpr int kWarps = kTile == AttnTile::kDecode ? 1 : 4;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kRows = kWarps * 16;
+  // 16-row MMA tiles per warp: two for the prefill tile (each K/V fragment read from shared memory
+  // feeds two MMAs, halving shared-memory traffic per FLOP), except at D=256 where O would not fit.
+  static constexpr int kRows = attn_tile_rows(kTile, D);
+  static constexpr int kMT = kRows / (kWarps * 16);
   // KV tile and pipeline depth: the decode tile (1 warp) is memory-bound and wants several tiles in
   // flight per CTA with several CTAs per SM; the prefill tile wants the largest K/V tile whose
   // registers (S is 16 x kKV per warp, O is 16 x D) fit without spilling.
-  static constexpr int kKV = kTile == AttnTile::kDecode ? (D == 256 ? 16 : (D == 128 ? 32 : 64)) : (D == 256 ? 32 : 64);
+  static constexpr int kKV = kTile == AttnTile::kDecode ? (D == 256 ? 16 : (D == 128 ? 32 : 64)) : (D == 64 ? 64 : 32);
   static constexpr int kStages = kTile == AttnTile::kDecode ? (D == 256 ? 4 : 3) : 2;
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
   static constexpr int kSmemQ = kRows * D * 2;
@@ -66,9 +69,9 @@ template <int D, typename T, AttnTile kTile>
 __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
     attention_kernel(const __grid_constant__ AttnParams p) {
   using C = Config<D, kTile>;
-  constexpr int kRows = C::kRows, kKV = C::kKV, kStages = C::kStages, kNT = C::kThreads;
-  constexpr int kNS = kKV / 8;   // n-tiles of S per warp
-  constexpr int kNO = D / 8;     // n-tiles of O per warp
+  constexpr int kRows = C::kRows, kKV = C::kKV, kStages = C::kStages, kNT = C::kThreads, kMT = C::kMT;
+  constexpr int kNS = kKV / 8;   // n-tiles of S per MMA tile
+  constexpr int kNO = D / 8;     // n-tiles of O per MMA tile
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);
   T* sK = reinterpret_cast<T*>(smem_raw + C::kSmemQ);
@@ -83,6 +86,14 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
   // Logits in the log2 domain: s * sm_scale * log2(e), or cap * tanh(s * sm_scale / cap) * log2(e).
   const float pre = cap ? p.sm_scale / p.soft_cap : p.sm_scale * log2e;
   const float post = cap ? p.soft_cap * log2e : 1.f;
+
+  // K/V loader shape: each thread copies chunk lc0 (+ kChunkStep ...) of rows lr0 + i * kRowStep.
+  constexpr int kRowStep = kNT >= C::kChunks ? kNT / C::kChunks : 1;
+  constexpr int kChunkStep = kNT >= C::kChunks ? C::kChunks : kNT;
+  constexpr int kLoadRows = kKV / kRowStep;
+  static_assert(kKV % kRowStep == 0, "loader rows");
+  const int lr0 = kNT >= C::kChunks ? tid / C::kChunks : 0;
+  const int lc0 = tid % C::kChunks;
 
   for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
     Job job;
@@ -113,26 +124,37 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
     }
     cp_async_commit();
 
-    // ---- K/V tile loader: each thread copies chunk `lc` of rows lr0, lr0 + kRowStep, ...
-    constexpr int kRowStep = kNT >= C::kChunks ? kNT / C::kChunks : 1;
-    constexpr int kChunkStep = kNT >= C::kChunks ? C::kChunks : kNT;
-    const int lr0 = kNT >= C::kChunks ? tid / C::kChunks : 0;
-    const int lc0 = tid % C::kChunks;
+    // Page ids of the loader's rows of the next tile to load, fetched one iteration ahead so the
+    // dependent index load never stalls the copy issue (paged KV only).
+    // (The prefill tile loads them at use: four warps hide the latency, and registers are short there.)
+    constexpr bool kPrefetch = kTile == AttnTile::kDecode;
+    int ids[kLoadRows];
+    auto fetch_ids = [&](int t) {
+      if (p.page_size <= 0) return;
+      const int base = tile_start + t * kKV;
+#pragma unroll
+      for (int i = 0; i < kLoadRows; ++i) {
+        const int pos = base + lr0 + i * kRowStep;
+        ids[i] = pos < kv_hi ? __ldg(p.kv_indices + job.kv_base + pos / p.page_size) : 0;
+      }
+    };
     auto load_kv = [&](int t) {
       const int stage = t % kStages;
       T* dk = sK + stage * kKV * D;
       T* dv = sV + stage * kKV * D;
       const int base = tile_start + t * kKV;
-      for (int r = lr0; r < kKV; r += kRowStep) {
+      if (!kPrefetch) fetch_ids(t);
+#pragma unroll
+      for (int i = 0; i < kLoadRows; ++i) {
+        const int r = lr0 + i * kRowStep;
         const int pos = base + r;
         const bool ok = pos < kv_hi;
         int64_t ok_k = 0, ok_v = 0;
         if (ok) {
           if (p.page_size > 0) {
-            const int pg = p.kv_indices[job.kv_base + pos / p.page_size];
             const int slot = pos % p.page_size;
-            ok_k = int64_t(pg) * p.k_stride_page + int64_t(slot) * p.k_stride_tok;
-            ok_v = int64_t(pg) * p.v_stride_page + int64_t(slot) * p.v_stride_tok;
+            ok_k = int64_t(ids[i]) * p.k_stride_page + int64_t(slot) * p.k_stride_tok;
+            ok_v = int64_t(ids[i]) * p.v_stride_page + int64_t(slot) * p.v_stride_tok;
           } else {
             ok_k = int64_t(job.kv_base + pos) * p.k_stride_tok;
             ok_v = int64_t(job.kv_base + pos) * p.v_stride_tok;
@@ -151,43 +173,64 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
     };
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (s < num_tiles) load_kv(s);
+      if (s < num_tiles) {
+        if (kPrefetch) fetch_ids(s);
+        load_kv(s);
+      }
       cp_async_commit();
     }
+    if (kPrefetch && kStages - 1 < num_tiles) fetch_ids(kStages - 1);
 
-    float o[kNO][4];
+    float o[kMT][kNO][4];
 #pragma unroll
-    for (int n = 0; n < kNO; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-    // This thread's rows in the tile (g and g + 8 of its warp's 16) and their query token indices.
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int n = 0; n < kNO; ++n) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.f;
+    float m[kMT][2], l[kMT][2];
+    // This thread's rows: g and g + 8 of each of its warp's MMA tiles, and their query tokens.
     const int g = lane >> 2, tq = lane & 3;
-    int qrow[2];
+    int qrow[kMT][2];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) qrow[h] = (row0 + warp * 16 + g + 8 * h) / group;
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        m[mt][h] = -INFINITY, l[mt][h] = 0.f;
+        qrow[mt][h] = (row0 + (warp * kMT + mt) * 16 + g + 8 * h) / group;
+      }
 
     for (int t = 0; t < num_tiles; ++t) {
       cp_async_wait<kStages - 2>();
       __syncthreads();
-      if (t + kStages - 1 < num_tiles) load_kv(t + kStages - 1);
+      if (t + kStages - 1 < num_tiles) {
+        load_kv(t + kStages - 1);
+        if (kPrefetch && t + kStages < num_tiles) fetch_ids(t + kStages);
+      }
       cp_async_commit();
       const T* tk = sK + (t % kStages) * kKV * D;
       const T* tv = sV + (t % kStages) * kKV * D;
       const int base = tile_start + t * kKV;
 
-      // ---- S = Q K^T (16 x kKV per warp)
-      float s[kNS][4];
+      // ---- S = Q K^T (16 x kKV per MMA tile); each K fragment feeds kMT MMAs
+      float s[kMT][kNS][4];
 #pragma unroll
-      for (int n = 0; n < kNS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int n = 0; n < kNS; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t a[4];
-        ldmatrix_x4(a, sQ + swz<D>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+        uint32_t a[kMT][4];
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt)
+          ldmatrix_x4(a[mt], sQ + swz<D>((warp * kMT + mt) * 16 + (lane & 15), kk * 2 + (lane >> 4)));
 #pragma unroll
         for (int j = 0; j < kNS / 2; ++j) {
           uint32_t b[4];
           ldmatrix_x4(b, tk + swz<D>(j * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
-          mma_16816<T>(s[2 * j], a, b[0], b[1]);
-          mma_16816<T>(s[2 * j + 1], a, b[2], b[3]);
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt) {
+            mma_16816<T>(s[mt][2 * j], a[mt], b[0], b[1]);
+            mma_16816<T>(s[mt][2 * j + 1], a[mt], b[2], b[3]);
+          }
         }
       }
 
@@ -196,65 +239,74 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
                              (p.causal && base + kKV - 1 > qa + offset) ||
                              (p.window_left >= 0 && base < qb + offset - p.window_left);
 #pragma unroll
-      for (int n = 0; n < kNS; ++n) {
+      for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float x = s[n][e] * pre;
-          if (cap) x = tanhf(x) * post;
-          if (need_mask) {
-            const int h = e >> 1;
-            const int kv = base + n * 8 + 2 * tq + (e & 1);
-            const int qi = qrow[h];
-            bool ok = kv < kv_hi && kv >= kv_lo && qi < job.qo_len;
-            if (p.causal) ok = ok && kv <= qi + offset;
-            if (p.window_left >= 0) ok = ok && kv >= qi + offset - p.window_left;
-            if (ok && p.mask_bits) {
-              const int64_t bit = job.mask_offset + int64_t(qi) * job.kv_len + kv;
-              ok = (p.mask_bits[bit >> 3] >> (bit & 7)) & 1;
+        for (int n = 0; n < kNS; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            float x = s[mt][n][e] * pre;
+            if (cap) x = tanhf(x) * post;
+            if (need_mask) {
+              const int kv = base + n * 8 + 2 * tq + (e & 1);
+              const int qi = qrow[mt][e >> 1];
+              bool ok = kv < kv_hi && kv >= kv_lo && qi < job.qo_len;
+              if (p.causal) ok = ok && kv <= qi + offset;
+              if (p.window_left >= 0) ok = ok && kv >= qi + offset - p.window_left;
+              if (ok && p.mask_bits) {
+                const int64_t bit = job.mask_offset + int64_t(qi) * job.kv_len + kv;
+                ok = (p.mask_bits[bit >> 3] >> (bit & 7)) & 1;
+              }
+              if (!ok) x = -INFINITY;
             }
-            if (!ok) x = -INFINITY;
+            s[mt][n][e] = x;
           }
-          s[n][e] = x;
         }
-      }
 
       // ---- online softmax (rows g and g + 8; a row's 4 threads are lanes 4g .. 4g + 3)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float mx = m[h];
+      for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-        for (int n = 0; n < kNS; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-        const float mu = mx == -INFINITY ? 0.f : mx;
-        const float corr = fast_exp2(m[h] - mu);
-        m[h] = mx;
-        float sum = 0.f;
+        for (int h = 0; h < 2; ++h) {
+          float mx = m[mt][h];
 #pragma unroll
-        for (int n = 0; n < kNS; ++n) {
-          s[n][2 * h] = fast_exp2(s[n][2 * h] - mu);
-          s[n][2 * h + 1] = fast_exp2(s[n][2 * h + 1] - mu);
-          sum += s[n][2 * h] + s[n][2 * h + 1];
+          for (int n = 0; n < kNS; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+          const float mu = mx == -INFINITY ? 0.f : mx;
+          const float corr = fast_exp2(m[mt][h] - mu);
+          m[mt][h] = mx;
+          float sum = 0.f;
+#pragma unroll
+          for (int n = 0; n < kNS; ++n) {
+            s[mt][n][2 * h] = fast_exp2(s[mt][n][2 * h] - mu);
+            s[mt][n][2 * h + 1] = fast_exp2(s[mt][n][2 * h + 1] - mu);
+            sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
+          }
+          l[mt][h] = l[mt][h] * corr + sum;
+#pragma unroll
+          for (int n = 0; n < kNO; ++n) o[mt][n][2 * h] *= corr, o[mt][n][2 * h + 1] *= corr;
         }
-        l[h] = l[h] * corr + sum;
-#pragma unroll
-        for (int n = 0; n < kNO; ++n) o[n][2 * h] *= corr, o[n][2 * h + 1] *= corr;
-      }
 
-      // ---- O += P V
+      // ---- O += P V; each V fragment feeds kMT MMAs
 #pragma unroll
       for (int kc = 0; kc < kKV / 16; ++kc) {
-        uint32_t a[4];
-        a[0] = pack2<T>(s[2 * kc][0], s[2 * kc][1]);
-        a[1] = pack2<T>(s[2 * kc][2], s[2 * kc][3]);
-        a[2] = pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-        a[3] = pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+        uint32_t a[kMT][4];
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          a[mt][0] = pack2<T>(s[mt][2 * kc][0], s[mt][2 * kc][1]);
+          a[mt][1] = pack2<T>(s[mt][2 * kc][2], s[mt][2 * kc][3]);
+          a[mt][2] = pack2<T>(s[mt][2 * kc + 1][0], s[mt][2 * kc + 1][1]);
+          a[mt][3] = pack2<T>(s[mt][2 * kc + 1][2], s[mt][2 * kc + 1][3]);
+        }
 #pragma unroll
         for (int dn = 0; dn < kNO / 2; ++dn) {
           uint32_t b[4];
           ldmatrix_x4_trans(b, tv + swz<D>(kc * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), dn * 2 + (lane >> 4)));
-          mma_16816<T>(o[2 * dn], a, b[0], b[1]);
-          mma_16816<T>(o[2 * dn + 1], a, b[2], b[3]);
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt) {
+            mma_16816<T>(o[mt][2 * dn], a[mt], b[0], b[1]);
+            mma_16816<T>(o[mt][2 * dn + 1], a[mt], b[2], b[3]);
+          }
         }
       }
     }
@@ -262,31 +314,33 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
 
     // ---- epilogue: normalise, write rows (direct or partial), LSE
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float sum = l[h];
-      sum += __shfl_xor_sync(0xffffffff, sum, 1);
-      sum += __shfl_xor_sync(0xffffffff, sum, 2);
-      const int pr = row0 + warp * 16 + g + 8 * h;
-      if (pr >= packed_rows) continue;
-      const float inv = sum > 0.f ? 1.f / sum : 0.f;
-      const int qi = pr / group;
-      const int head = kvh * group + pr % group;
-      T* dst;
-      float* lse_dst;
-      if (job.partial < 0) {
-        dst = static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h;
-        lse_dst = p.lse ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h : nullptr;
-      } else {
-        const int64_t prow = int64_t(job.partial) + int64_t(qi) * job.splits;
-        dst = static_cast<T*>(p.partial_o) + (prow * p.num_qo_heads + head) * D;
-        lse_dst = p.partial_lse + prow * p.num_qo_heads + head;
-      }
+    for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int n = 0; n < kNO; ++n) {
-        *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * tq) = pack2<T>(o[n][2 * h] * inv, o[n][2 * h + 1] * inv);
+      for (int h = 0; h < 2; ++h) {
+        float sum = l[mt][h];
+        sum += __shfl_xor_sync(0xffffffff, sum, 1);
+        sum += __shfl_xor_sync(0xffffffff, sum, 2);
+        const int pr = row0 + (warp * kMT + mt) * 16 + g + 8 * h;
+        if (pr >= packed_rows) continue;
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        const int qi = pr / group;
+        const int head = kvh * group + pr % group;
+        T* dst;
+        float* lse_dst;
+        if (job.partial < 0) {
+          dst = static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h;
+          lse_dst = p.lse ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
+                          : nullptr;
+        } else {
+          const int64_t prow = int64_t(job.partial) + int64_t(qi) * job.splits;
+          dst = static_cast<T*>(p.partial_o) + (prow * p.num_qo_heads + head) * D;
+          lse_dst = p.partial_lse + prow * p.num_qo_heads + head;
+        }
+#pragma unroll
+        for (int n = 0; n < kNO; ++n)
+          *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * tq) = pack2<T>(o[mt][n][2 * h] * inv, o[mt][n][2 * h + 1] * inv);
+        if (lse_dst && tq == 0) *lse_dst = sum > 0.f ? m[mt][h] + __log2f(sum) : -INFINITY;
       }
-      if (lse_dst && tq == 0) *lse_dst = sum > 0.f ? m[h] + __log2f(sum) : -INFINITY;
-    }
   }
 }
 

@@ -62,7 +62,7 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
     kv_len, hkv = (kshape[0], kshape[1]) if kv_layout == "NHD" else (kshape[1], kshape[0])
     if custom_mask is not None and packed_custom_mask is None:
         packed_custom_mask = pack_custom_mask(custom_mask, c, expect=(shape[0], kv_len))
-    tile, splits, chunk, tmp_rows = _C.plan_single(shape[0], kv_len, shape[1], max(hkv, 1),
+    tile, splits, chunk, tmp_rows = _C.plan_single(shape[0], kv_len, shape[1], max(hkv, 1), shape[2],
                                                    _target_ctas(_device_index(q)), _MIN_CHUNK_TOKENS)
     own_out = out is None
     if own_out:

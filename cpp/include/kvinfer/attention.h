@@ -25,13 +25,13 @@ struct AttentionOptions {
 
 // How a single request is cut: query tile and KV splits (merged through tmp buffers).
 struct SinglePlan {
-  int tile_rows = 16;
+  int tile_rows = 16;            // 16: decode tile; else the prefill tile's rows for this head dim
   int splits = 1;
   int64_t chunk_tokens = 0;
   int64_t tmp_rows = 0;          // partial rows (qo_len * splits when split, else 0)
 };
 KVINFER_API SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num_kv_heads,
-                                   int target_ctas, int min_chunk_tokens = 256);
+                                   int head_dim, int target_ctas, int min_chunk_tokens = 256);
 
 // Single request. mask_bits: optional packed little-endian bits of a row-major [qo_len, kv_len]
 // bool mask (uint8). tmp_o [tmp_rows, H_qo, D] (q dtype) and tmp_lse [tmp_rows, H_qo] (fp32) are

@@ -19,8 +19,9 @@ struct PlanOptions {
   int head_dim = 128;
   int page_size = 16;            // 0: ragged KV (kv_indptr holds token offsets)
   bool causal = false;
-  // Query tile (packed rows = query tokens x group size): 16 (decode tile) or 64 (prefill tile);
-  // 0 picks 16 when every request has at most 16 packed rows.
+  // Query tile (packed rows = query tokens x group size): 16 selects the decode tile (16 rows), 64
+  // the prefill tile (128 rows, 64 at head dim 256); 0 picks the decode tile when every request has
+  // at most 16 packed rows. AttnPlan::tile_rows is the resulting row count.
   int tile_rows = 0;
   // CTAs the GPU runs at once (SMs x resident CTAs per SM): the split heuristic aims at this.
   int target_ctas = 132 * 2;
