@@ -4,12 +4,13 @@
 // One kernel serves every path (single/batch, prefill/decode, paged/ragged/contiguous KV): a CTA
 // takes work items (AttnParams in cpp/src/launch.h) and, for each, a tile of kRows "packed rows"
 // (query token x query head of one KV head's group, so GQA of any group size fills the MMA's M
-// dimension) against a range of KV tokens. Each warp owns 16 rows; all warps share the K/V tiles.
+// dimension) against a range of KV tokens. Warps split the rows (prefill tile) or the KV tile (decode tile).
 #pragma once
 #include <cmath>
 #include <cstdint>
 
 #include "common/mma.cuh"
+#include "common/types.cuh"
 #include "launch.h"
 
 namespace kvinfer::detail::attn {
@@ -18,22 +19,31 @@ using namespace kvinfer::cuda;
 
 template <int D, AttnTile kTile>
 struct Config {
-  static constexpr int kWarps = kTile == AttnTile::kDecode ? 1 : 4;
+  // Warps along the query rows x warps along the KV tile. The decode tile (16 rows) gives each of its
+  // 4 warps a quarter of every KV tile (own softmax state, merged through shared memory at the end):
+  // one warp per CTA ran latency-bound at about a third of cuDNN's bandwidth (H200, 2026-11-21).
+  static constexpr bool kDecode = kTile == AttnTile::kDecode;
+  static constexpr int kWarpsQ = kDecode ? 1 : 4;
+  static constexpr int kWarpsKV = kDecode ? 4 : 1;
+  static constexpr int kWarps = kWarpsQ * kWarpsKV;
   static constexpr int kThreads = kWarps * 32;
-  // 16-row MMA tiles per warp: two for the prefill tile (each K/V fragment read from shared memory
-  // feeds two MMAs, halving shared-memory traffic per FLOP), except at D=256 where O would not fit.
+  // 16-row MMA tiles per warp (attn_tile_rows): two in the D=128 prefill tile, where each K/V
+  // fragment read from shared memory then feeds two MMAs.
   static constexpr int kRows = attn_tile_rows(kTile, D);
-  static constexpr int kMT = kRows / (kWarps * 16);
-  // KV tile and pipeline depth: the decode tile (1 warp) is memory-bound and wants several tiles in
-  // flight per CTA with several CTAs per SM; the prefill tile wants the largest K/V tile whose
-  // registers (S is 16 x kKV per warp, O is 16 x D) fit without spilling.
-  static constexpr int kKV = kTile == AttnTile::kDecode ? (D == 256 ? 16 : (D == 128 ? 32 : 64)) : (D == 64 ? 64 : 32);
-  static constexpr int kStages = kTile == AttnTile::kDecode ? (D == 256 ? 4 : 3) : 2;
+  static constexpr int kMT = kRows / (kWarpsQ * 16);
+  // KV tile and pipeline depth: decode is memory-bound and keeps kStages - 1 tiles in flight; the
+  // prefill tile takes the largest KV tile whose registers (S 16 x kKV, O 16 x D per MMA tile) fit.
+  static constexpr int kKV = kDecode ? 64 : (D == 64 ? 64 : 32);
+  static constexpr int kKVW = kKV / kWarpsKV;  // KV rows per warp
+  static constexpr int kStages = kDecode ? (D == 256 ? 2 : (D == 128 ? 3 : 4)) : 2;
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
   static constexpr int kSmemQ = kRows * D * 2;
   static constexpr int kSmemKVStage = kKV * D * 2;
   static constexpr int kSmemBytes = kSmemQ + 2 * kStages * kSmemKVStage;
-  static_assert(kKV % 16 == 0 && D % 16 == 0 && D >= 64, "tile shape");
+  // Cross-warp merge (decode tile): per warp O (16 x D floats), m and l, over the K/V stages.
+  static constexpr int kSmemMerge = kWarpsKV * 16 * (D + 2) * 4;
+  static_assert(kWarpsKV == 1 || kSmemMerge <= 2 * kStages * kSmemKVStage, "merge buffer fits in the K/V stages");
+  static_assert(kKVW % 16 == 0 && D % 16 == 0 && D >= 64, "tile shape");
   static_assert(kThreads % kChunks == 0 || kChunks % kThreads == 0, "loader shape");
 };
 
@@ -70,14 +80,16 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
     attention_kernel(const __grid_constant__ AttnParams p) {
   using C = Config<D, kTile>;
   constexpr int kRows = C::kRows, kKV = C::kKV, kStages = C::kStages, kNT = C::kThreads, kMT = C::kMT;
-  constexpr int kNS = kKV / 8;   // n-tiles of S per MMA tile
+  constexpr int kKVW = C::kKVW;
+  constexpr int kNS = kKVW / 8;  // n-tiles of S per MMA tile
   constexpr int kNO = D / 8;     // n-tiles of O per MMA tile
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);
   T* sK = reinterpret_cast<T*>(smem_raw + C::kSmemQ);
   T* sV = sK + kStages * kKV * D;
 
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tid = threadIdx.x, lane = tid & 31;
+  const int wq = (tid >> 5) % C::kWarpsQ, wk = (tid >> 5) / C::kWarpsQ;  // this warp's row and KV slots
   const int kvh = blockIdx.y;
   const int group = p.group;
   const int num_work = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
@@ -195,7 +207,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         m[mt][h] = -INFINITY, l[mt][h] = 0.f;
-        qrow[mt][h] = (row0 + (warp * kMT + mt) * 16 + g + 8 * h) / group;
+        qrow[mt][h] = (row0 + (wq * kMT + mt) * 16 + g + 8 * h) / group;
       }
 
     for (int t = 0; t < num_tiles; ++t) {
@@ -206,9 +218,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
         if (kPrefetch && t + kStages < num_tiles) fetch_ids(t + kStages);
       }
       cp_async_commit();
-      const T* tk = sK + (t % kStages) * kKV * D;
-      const T* tv = sV + (t % kStages) * kKV * D;
-      const int base = tile_start + t * kKV;
+      const T* tk = sK + (t % kStages) * kKV * D + wk * kKVW * D;  // this warp's KV rows
+      const T* tv = sV + (t % kStages) * kKV * D + wk * kKVW * D;
+      const int base = tile_start + t * kKV + wk * kKVW;
 
       // ---- S = Q K^T (16 x kKV per MMA tile); each K fragment feeds kMT MMAs
       float s[kMT][kNS][4];
@@ -221,7 +233,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
         uint32_t a[kMT][4];
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt)
-          ldmatrix_x4(a[mt], sQ + swz<D>((warp * kMT + mt) * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+          ldmatrix_x4(a[mt], sQ + swz<D>((wq * kMT + mt) * 16 + (lane & 15), kk * 2 + (lane >> 4)));
 #pragma unroll
         for (int j = 0; j < kNS / 2; ++j) {
           uint32_t b[4];
@@ -235,8 +247,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
       }
 
       // ---- logits transform and mask
-      const bool need_mask = base + kKV > kv_hi || base < kv_lo || p.mask_bits ||
-                             (p.causal && base + kKV - 1 > qa + offset) ||
+      const bool need_mask = base + kKVW > kv_hi || base < kv_lo || p.mask_bits ||
+                             (p.causal && base + kKVW - 1 > qa + offset) ||
                              (p.window_left >= 0 && base < qb + offset - p.window_left);
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)
@@ -289,7 +301,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
 
       // ---- O += P V; each V fragment feeds kMT MMAs
 #pragma unroll
-      for (int kc = 0; kc < kKV / 16; ++kc) {
+      for (int kc = 0; kc < kKVW / 16; ++kc) {
         uint32_t a[kMT][4];
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
@@ -313,34 +325,80 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
     cp_async_wait<0>();
 
     // ---- epilogue: normalise, write rows (direct or partial), LSE
+    auto row_dst = [&](int pr, T*& dst, float*& lse_dst) {
+      const int qi = pr / group;
+      const int head = kvh * group + pr % group;
+      if (job.partial < 0) {
+        dst = static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h;
+        lse_dst = p.lse ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
+                        : nullptr;
+      } else {
+        const int64_t prow = int64_t(job.partial) + int64_t(qi) * job.splits;
+        dst = static_cast<T*>(p.partial_o) + (prow * p.num_qo_heads + head) * D;
+        lse_dst = p.partial_lse + prow * p.num_qo_heads + head;
+      }
+    };
+    if constexpr (C::kWarpsKV == 1) {
 #pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float sum = l[mt][h];
+          sum += __shfl_xor_sync(0xffffffff, sum, 1);
+          sum += __shfl_xor_sync(0xffffffff, sum, 2);
+          const int pr = row0 + (wq * kMT + mt) * 16 + g + 8 * h;
+          if (pr >= packed_rows) continue;
+          const float inv = sum > 0.f ? 1.f / sum : 0.f;
+          T* dst;
+          float* lse_dst;
+          row_dst(pr, dst, lse_dst);
+#pragma unroll
+          for (int n = 0; n < kNO; ++n)
+            *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * tq) =
+                pack2<T>(o[mt][n][2 * h] * inv, o[mt][n][2 * h + 1] * inv);
+          if (lse_dst && tq == 0) *lse_dst = sum > 0.f ? m[mt][h] + __log2f(sum) : -INFINITY;
+        }
+    } else {
+      // Merge the KV warps' states through shared memory (the K/V stages are free now).
+      __syncthreads();
+      float* sO = reinterpret_cast<float*>(sK);         // [kWarpsKV][16][D]
+      float* sM = sO + C::kWarpsKV * 16 * D;            // [kWarpsKV][16]
+      float* sL = sM + C::kWarpsKV * 16;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float sum = l[mt][h];
+        float sum = l[0][h];
         sum += __shfl_xor_sync(0xffffffff, sum, 1);
         sum += __shfl_xor_sync(0xffffffff, sum, 2);
-        const int pr = row0 + (warp * kMT + mt) * 16 + g + 8 * h;
-        if (pr >= packed_rows) continue;
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        const int qi = pr / group;
-        const int head = kvh * group + pr % group;
-        T* dst;
-        float* lse_dst;
-        if (job.partial < 0) {
-          dst = static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h;
-          lse_dst = p.lse ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
-                          : nullptr;
-        } else {
-          const int64_t prow = int64_t(job.partial) + int64_t(qi) * job.splits;
-          dst = static_cast<T*>(p.partial_o) + (prow * p.num_qo_heads + head) * D;
-          lse_dst = p.partial_lse + prow * p.num_qo_heads + head;
-        }
+        const int r = g + 8 * h;
+        float* orow = sO + (wk * 16 + r) * D;
 #pragma unroll
         for (int n = 0; n < kNO; ++n)
-          *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * tq) = pack2<T>(o[mt][n][2 * h] * inv, o[mt][n][2 * h + 1] * inv);
-        if (lse_dst && tq == 0) *lse_dst = sum > 0.f ? m[mt][h] + __log2f(sum) : -INFINITY;
+          *reinterpret_cast<float2*>(orow + n * 8 + 2 * tq) = make_float2(o[0][n][2 * h], o[0][n][2 * h + 1]);
+        if (tq == 0) sM[wk * 16 + r] = m[0][h], sL[wk * 16 + r] = sum;
       }
+      __syncthreads();
+      for (int i = tid; i < 16 * D; i += kNT) {
+        const int r = i / D, col = i % D;
+        const int pr = row0 + r;
+        if (pr >= packed_rows) continue;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int k = 0; k < C::kWarpsKV; ++k) mx = fmaxf(mx, sM[k * 16 + r]);
+        const float mu = mx == -INFINITY ? 0.f : mx;
+        float sum = 0.f, acc = 0.f;
+#pragma unroll
+        for (int k = 0; k < C::kWarpsKV; ++k) {
+          const float wgt = fast_exp2(sM[k * 16 + r] - mu);
+          sum += sL[k * 16 + r] * wgt;
+          acc += sO[(k * 16 + r) * D + col] * wgt;
+        }
+        T* dst;
+        float* lse_dst;
+        row_dst(pr, dst, lse_dst);
+        dst[col] = from_float<T>(sum > 0.f ? acc / sum : 0.f);
+        if (lse_dst && col == 0) *lse_dst = sum > 0.f ? mu + __log2f(sum) : -INFINITY;
+      }
+    }
   }
 }
 
