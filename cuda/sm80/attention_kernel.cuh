@@ -140,14 +140,19 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
     // dependent index load never stalls the copy issue (paged KV only).
     // (The prefill tile loads them at use: four warps hide the latency, and registers are short there.)
     constexpr bool kPrefetch = kTile == AttnTile::kDecode;
-    int ids[kLoadRows];
+    int ids[kLoadRows], slots[kLoadRows];
     auto fetch_ids = [&](int t) {
       if (p.page_size <= 0) return;
-      const int base = tile_start + t * kKV;
+      const int pos0 = tile_start + t * kKV + lr0;
+      int pg = pos0 / p.page_size, sl = pos0 - pg * p.page_size;  // one division per tile, then steps
 #pragma unroll
       for (int i = 0; i < kLoadRows; ++i) {
-        const int pos = base + lr0 + i * kRowStep;
-        ids[i] = pos < kv_hi ? __ldg(p.kv_indices + job.kv_base + pos / p.page_size) : 0;
+        if (i > 0) {
+          sl += kRowStep;
+          while (sl >= p.page_size) sl -= p.page_size, ++pg;
+        }
+        ids[i] = pos0 + i * kRowStep < kv_hi ? __ldg(p.kv_indices + job.kv_base + pg) : 0;
+        slots[i] = sl;
       }
     };
     auto load_kv = [&](int t) {
@@ -164,9 +169,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
         int64_t ok_k = 0, ok_v = 0;
         if (ok) {
           if (p.page_size > 0) {
-            const int slot = pos % p.page_size;
-            ok_k = int64_t(ids[i]) * p.k_stride_page + int64_t(slot) * p.k_stride_tok;
-            ok_v = int64_t(ids[i]) * p.v_stride_page + int64_t(slot) * p.v_stride_tok;
+            ok_k = int64_t(ids[i]) * p.k_stride_page + int64_t(slots[i]) * p.k_stride_tok;
+            ok_v = int64_t(ids[i]) * p.v_stride_page + int64_t(slots[i]) * p.v_stride_tok;
           } else {
             ok_k = int64_t(job.kv_base + pos) * p.k_stride_tok;
             ok_v = int64_t(job.kv_base + pos) * p.v_stride_tok;
