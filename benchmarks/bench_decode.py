@@ -134,7 +134,7 @@ def bench_kvinfer(batch, kv_len, nsets, reps, row):
     sets = []
     for s in range(nsets):
         w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
-        idx = perm[s * per_set:(s + 1) * per_set].contiguous()
+        idx = perm[s * per_set:(s + 1) * per_set].clone()
         w.plan(indptr, idx, last, HQ, HKV, HEAD_DIM, PAGE_SIZE, q_data_type=DTYPE)
         sets.append((w, torch.randn(batch, HQ, HEAD_DIM, dtype=DTYPE, device="cuda"), idx))
 

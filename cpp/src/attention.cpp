@@ -251,7 +251,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   detail::expect_ndim(int_ws, 1, "[bytes]");
   if (int_ws.size(0) < plan.int_workspace_bytes)
     bad(std::string(int_ws.name) + ": the plan needs " + std::to_string(plan.int_workspace_bytes) + " bytes");
-  if (plan.num_partials > 0 || plan.merge_rows > plan.total_qo) {
+  if (plan.num_partials > 0 || po.capacity_rows > 0) {
     detail::expect_ndim(float_ws, 1, "[bytes]");
     const int64_t bytes = float_ws.size(0) * dtype_bytes(float_ws.dtype);
     if (plan.partial_capacity == 0 || bytes < po.float_workspace_bytes)
@@ -259,7 +259,8 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
     if (reinterpret_cast<uintptr_t>(float_ws.data) % 256) bad(std::string(float_ws.name) + ": must be 256-byte aligned");
   }
   detail::expect_cuda_same_device({&q, &k, &v, kv_indices, &o, lse, mask_bits, &int_ws, &float_ws});
-  if (q.size(0) == 0 || plan.num_work() == 0 && plan.merge_rows == plan.total_qo) return;
+  const bool graph = po.capacity_rows > 0;  // graph mode: the merge is always launched (captured once)
+  if (!graph && (q.size(0) == 0 || plan.num_work() == 0)) return;
 
   detail::AttnParams p;
   fill_common(p, q, o, lse, mask_bits, opt, hkv);
@@ -284,7 +285,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   p.grid_x = plan.grid_x;
   launch(p, q.dtype, plan.tile_rows, q.device_id, stream);
   // Merge the split rows (graph mode: always launched, so the captured graph covers any plan).
-  if (plan.num_partials > 0 || plan.merge_rows > plan.total_qo) {
+  if (plan.num_partials > 0 || graph) {
     detail::MergeParams m;
     m.seq = q.size(0), m.heads = q.size(1), m.head_dim = q.size(2), m.pair = false;
     m.vec = 16 / dtype_bytes(q.dtype);

@@ -42,6 +42,8 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
         std::to_string(opt.num_kv_heads) + ")");
   if (opt.tile_rows != 0 && opt.tile_rows != 16 && opt.tile_rows != 64)
     bad("tile_rows: expected 0 (auto), 16 (decode tile) or 64 (prefill tile), got " + std::to_string(opt.tile_rows));
+  if (opt.head_dim != 64 && opt.head_dim != 128 && opt.head_dim != 256)
+    bad("head_dim: " + std::to_string(opt.head_dim) + " is not supported (64, 128 or 256)");
   const int64_t group = opt.num_qo_heads / opt.num_kv_heads;
 
   AttnPlan p;

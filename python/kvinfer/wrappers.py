@@ -76,6 +76,8 @@ class _BatchAttention:
                              "captured by the graph)")
         self._plan = None
         self._indices = None
+        self._graph_options = None
+        self._q_dtype_name = None
 
     @property
     def float_workspace_bytes(self):
@@ -86,6 +88,18 @@ class _BatchAttention:
                  page_size, causal, pos_encoding_mode, window_left, logits_soft_cap, sm_scale, q_data_type,
                  kv_data_type, custom_mask, packed_custom_mask, validate, stream):
         _check_pos_encoding(pos_encoding_mode)
+        options = (bool(causal), _options(sm_scale, logits_soft_cap, window_left))
+        if self._graph:
+            # The captured kernels bake in these options; only lengths and page tables may change.
+            if custom_mask is not None or packed_custom_mask is not None:
+                raise ValueError("custom_mask: not supported with use_cuda_graph=True (the mask buffer would be "
+                                 "captured); use causal / window_left or a non-graph wrapper")
+            if self._graph_options is not None and options != self._graph_options:
+                raise ValueError("plan: causal, sm_scale, logits_soft_cap and window_left are fixed by the first "
+                                 "plan() of a use_cuda_graph=True wrapper (a captured run() uses them)")
+            self._graph_options = options
+        self._q_dtype_name = None if q_data_type is None else {"half": "float16"}.get(
+            str(q_data_type).split(".")[-1], str(q_data_type).split(".")[-1])
         if kv_data_type is not None and q_data_type is not None and str(kv_data_type) != str(q_data_type):
             raise TypeError(f"kv_data_type: {kv_data_type} differs from q_data_type {q_data_type}; this build's "
                             "kernels take K/V in the query dtype")
@@ -93,13 +107,15 @@ class _BatchAttention:
         kvp = _host_int32(kv_indptr, "kv_indptr")
         last = _host_int32(kv_last_page_len, "kv_last_page_len")
         host_indices = None
-        if self._paged and (validate or framework_of(kv_indices) == "numpy"):
+        if self._paged and (validate or framework_of(kv_indices) == "numpy" or
+                            (framework_of(kv_indices) == "torch" and not kv_indices.is_cuda)):
             host_indices = _host_int32(kv_indices, "kv_indices")
         c = Call(self._float_ws, stream)
         graph_grid = _target_ctas(_device_index(self._float_ws)) if self._graph else 0
         self._plan = _C.plan_attention(
             qo, kvp, last, host_indices if validate else None, int(num_qo_heads), int(num_kv_heads), int(head_dim),
-            int(page_size) if self._paged else 0, bool(causal), self._tile_rows,
+            int(page_size) if self._paged else 0, bool(causal),
+            self._tile_rows or (64 if self._graph else 0),  # graph mode: one tile for every plan
             _target_ctas(_device_index(self._float_ws)), _MIN_CHUNK_TOKENS, True, _dtype_bytes(q_data_type),
             self._capacity_batch, self._capacity_rows, graph_grid, int(self._int_ws.shape[0]),
             self.float_workspace_bytes)
@@ -117,8 +133,9 @@ class _BatchAttention:
     def _stage_indices(self, kv_indices, host_indices, c):
         """Device page ids: the caller's device array, or a copy (graph mode: into the fixed buffer)."""
         src = kv_indices
-        if framework_of(src) == "numpy":
-            src = host_indices
+        fw = framework_of(src)
+        if fw == "numpy" or (fw == "torch" and not src.is_cuda):
+            src = host_indices if host_indices is not None else _host_int32(kv_indices, "kv_indices")
         if self._graph:
             n = int(src.shape[0])
             if n > int(self._indices_buf.shape[0]):
@@ -127,7 +144,7 @@ class _BatchAttention:
                 _C.copy_async(c.dest(self._indices_buf, "paged_kv_indices_buffer", True), c.arg(src, "kv_indices"),
                               c.stream)
             return self._indices_buf
-        if framework_of(src) == "numpy":
+        if isinstance(src, np.ndarray):
             dev = c.empty(src.shape, "int32")
             _C.copy_async(c.dest(dev, "kv_indices", True), src, c.stream)
             return dev
@@ -137,6 +154,8 @@ class _BatchAttention:
         if self._plan is None:
             raise RuntimeError("run() before plan(): call plan() with this batch's index arrays first")
         c = Call(q, stream)
+        if self._q_dtype_name and not str(q.dtype).endswith(self._q_dtype_name):
+            raise TypeError(f"q: dtype {q.dtype} differs from the q_data_type given to plan() ({self._q_dtype_name})")
         shape = tuple(q.shape)
         own_out = out is None
         if own_out:
@@ -280,6 +299,8 @@ class MultiLevelCascadeAttentionWrapper:
                           ("paged_kv_last_page_len", paged_kv_last_page_len)):
             if len(arr) != n:
                 raise ValueError(f"{name}: expected one array per level ({n}), got {len(arr)}")
+        if q_data_type is None:
+            raise TypeError("q_data_type: required")
         for i, w in enumerate(self._levels):
             w.plan(qo_indptr_arr[i], paged_kv_indptr_arr[i], paged_kv_indices_arr[i], paged_kv_last_page_len[i],
                    num_qo_heads, num_kv_heads, head_dim, page_size, causal=causal and i == n - 1,

@@ -7,7 +7,6 @@ first, and K/V memory that no request owns (spare pages, slots past a request's 
 layers, padding) holds NaN, so a kernel that writes too little or reads too much shows up as NaN.
 """
 import importlib.util
-import math
 import os
 import zlib
 
@@ -182,7 +181,7 @@ class PagedKV:
         return x if self.layout == "NHD" else x.transpose(1, 2)
 
     def _build(self, kind):
-        k, v = self._layout_view(self.k_dev), self._layout_view(self.v_dev)
+        k = self._layout_view(self.k_dev)
         inner = tuple(k.shape[1:])
         if kind == "combined":
             store = torch.empty((self.num_pages, 2) + inner, dtype=k.dtype, device=DEVICE)
@@ -290,5 +289,15 @@ def check(out, lse, ref_o, ref_lse, dtype, what=""):
         np.testing.assert_allclose(s[~dead], ref_lse[~dead], atol=LSE_ATOL[dtype], rtol=0, err_msg=f"lse{what}")
 
 
-def sm_scale_default(head_dim):
-    return 1.0 / math.sqrt(head_dim)
+def capture_graph(fn):
+    """Warm fn up once on a side stream (as torch recommends), then capture one call of it into a
+    torch.cuda.CUDAGraph, which is returned (replay() re-runs the captured work)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph
