@@ -116,7 +116,7 @@ def test_longest_requests_first():
 def test_cpu_executor_matches_reference(lens, page_size, hq, hkv):
     """Run the plan's work items in float64 (gather pages, attend, merge partials) == full attention."""
     rng = np.random.default_rng(7)
-    d = 32
+    d = 64
     indptr, last = page_table(lens, page_size)
     p = plan_decode(indptr, last, hq, hkv, d, page_size, target_ctas=16, min_chunk_tokens=64)
     num_pages = int(indptr[-1])
