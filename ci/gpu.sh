@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU run: build on the GPU machine, run the whole test suite (CPU + GPU) and the benchmarks.
-# Usage: ci/gpu.sh [OUT_DIR]   (default ci-out/). Writes build.log, info.txt, pytest.log, nvidia-smi.txt,
-# bench_*.md/json. Wheels in .whl/ (e.g. nvidia-cutlass, for a machine without network) are used first.
+# Usage: ci/gpu.sh [OUT_DIR]   (default ci-out/). Writes build.log, info.txt (nvidia-smi + kvinfer info),
+# pytest.log, bench.md (all benchmark tables) and bench_*.json. Wheels in .whl/ (e.g. nvidia-cutlass, for a machine without network) are used first.
 # Env: KVINFER_CUDA_ARCHS / KVINFER_HEAD_DIMS / KVINFER_DTYPES narrow the build (README "Build options");
 #      KVINFER_SKIP_BUILD=1 reuses the installed package; KVINFER_BENCH=0 skips benchmarks;
 #      KVINFER_TESTS (default "tests") and KVINFER_BENCHES (default "benchmarks/bench_*.py") narrow the run.
@@ -14,7 +14,7 @@ if compgen -G ".whl/*.whl" > /dev/null; then
   export PYTHONPATH=/tmp/kvinfer-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$OUT_DIR/nvidia-smi.txt" 2>&1
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$OUT_DIR/info.txt" 2>&1
 
 if [ "${KVINFER_SKIP_BUILD:-0}" != 1 ]; then
   start=$(date +%s)
@@ -23,7 +23,7 @@ if [ "${KVINFER_SKIP_BUILD:-0}" != 1 ]; then
   fi
   echo "build: $(( $(date +%s) - start )) s"
 fi
-(cd /tmp && python3 -m kvinfer info) | tee "$OUT_DIR/info.txt"
+(cd /tmp && python3 -m kvinfer info) | tee -a "$OUT_DIR/info.txt"
 
 python3 -m pytest ${KVINFER_TESTS:-tests} -q -rs -p no:cacheprovider > "$OUT_DIR/pytest.log" 2>&1
 rc=$?
@@ -33,9 +33,11 @@ tail -3 "$OUT_DIR/pytest.log"
 if [ "${KVINFER_BENCH:-1}" != 0 ]; then
   for b in ${KVINFER_BENCHES:-benchmarks/bench_*.py}; do
     n=$(basename "$b" .py)
-    python3 "$b" --json "$OUT_DIR/$n.json" > "$OUT_DIR/$n.md" 2>&1 || { echo "$n FAILED"; rc=1; }
-    cat "$OUT_DIR/$n.md"
+    # One markdown file for all benchmarks (the device returns at most 8 files), one JSON each.
+    { echo "## $n"; python3 "$b" --json "$OUT_DIR/$n.json" 2>&1 || { echo "$n FAILED"; touch "$OUT_DIR/.bench_failed"; }; } \
+      | tee -a "$OUT_DIR/bench.md"
   done
 fi
-echo "GPU: $(head -2 "$OUT_DIR/nvidia-smi.txt" | tail -1)"
+[ -e "$OUT_DIR/.bench_failed" ] && { rc=1; rm -f "$OUT_DIR/.bench_failed"; }
+echo "GPU: $(sed -n 2p "$OUT_DIR/info.txt")"
 exit $rc
