@@ -35,7 +35,7 @@ struct Config {
   // prefill tile takes the largest KV tile whose registers (S 16 x kKV, O 16 x D per MMA tile) fit.
   static constexpr int kKV = kDecode ? 64 : (D == 64 ? 64 : 32);
   static constexpr int kKVW = kKV / kWarpsKV;  // KV rows per warp
-  static constexpr int kStages = kDecode ? (D == 256 ? 2 : (D == 128 ? 3 : 4)) : 2;
+  static constexpr int kStages = kDecode ? (D == 64 ? 4 : 2) : 2;
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
   static constexpr int kSmemQ = kRows * D * 2;
   static constexpr int kSmemKVStage = kKV * D * 2;

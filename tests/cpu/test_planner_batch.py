@@ -1,0 +1,358 @@
+"""Batch (prefill) planner: tile and KV coverage, merge indices, a float64 CPU executor of the plan
+against the reference attention, balance, workspace bounds and validation.
+
+Kernel semantics modelled here (cuda/sm80/attention_kernel.cuh): packed row r of a request is query
+token r // group and query head kv_head * group + r % group; tile t covers packed rows
+[t * tile_rows, (t + 1) * tile_rows) (rows past the request's end are skipped); every work item runs
+for every KV head (the grid's y), so coverage per KV head is the coverage of the work list; a work
+item with partial >= 0 writes query token qi's row to partial row partial + qi * splits, and
+merge_indptr holds one range of partial rows per query token (empty for unsplit tokens).
+"""
+import math
+
+import numpy as np
+import pytest
+
+from _util import raises
+from kvinfer import reference
+from kvinfer.plan import plan_batch
+
+
+def page_table(lens, page_size):
+    """kv_indptr, kv_last_page_len of requests with `lens` KV tokens (page_size 0: ragged, no last page)."""
+    lens = np.asarray(lens, np.int64)
+    if page_size == 0:
+        return np.concatenate([[0], np.cumsum(lens)]).astype(np.int32), None
+    pages = (lens + page_size - 1) // page_size
+    indptr = np.concatenate([[0], np.cumsum(pages)]).astype(np.int32)
+    last = np.where(pages > 0, lens - (pages - 1) * page_size, 0).astype(np.int32)
+    return indptr, last
+
+
+def qo_indptr_of(qo_lens):
+    return np.concatenate([[0], np.cumsum(np.asarray(qo_lens, np.int64))]).astype(np.int32)
+
+
+def make_plan(qo_lens, kv_lens, page_size=16, hq=8, hkv=2, d=128, **kw):
+    kv_indptr, last = page_table(kv_lens, page_size)
+    p = plan_batch(qo_indptr_of(qo_lens), kv_indptr, last, hq, hkv, d, page_size, **kw)
+    return p, p.arrays()
+
+
+def tiles_of(qo_len, group, tile_rows):
+    return -(-qo_len * group // tile_rows)
+
+
+BATCHES = {
+    # kv >= qo everywhere; one request with kv == qo, one decode-like request.
+    "mixed": ([1, 7, 17, 127, 577], [1, 300, 17, 2000, 1200]),
+    # qo > 0 with kv 0 (an empty KV range still writes 0 / -inf), qo 0 with a long KV (no work).
+    "empties": ([3, 0, 9, 1, 40], [0, 500, 4000, 0, 40]),
+}
+GROUPS = [1, 3, 4, 5, 7, 8]
+TARGETS = [(8, 16), (100000, 16), (264, 256)]  # (target_ctas, min_chunk_tokens)
+
+
+def check_coverage(p, a, qo_lens, kv_lens, group):
+    """Every (request, packed row, kv position) is covered by exactly one work item (for every KV
+    head alike: work items are shared by the grid's y axis)."""
+    R = p.tile_rows
+    req, tile = a["work_request"], a["work_qo_tile"]
+    kb, ke = a["work_kv_begin"], a["work_kv_end"]
+    part, spl = a["work_partial"], a["work_splits"]
+    np.testing.assert_array_equal(a["qo_indptr"], qo_indptr_of(qo_lens))
+    np.testing.assert_array_equal(a["kv_len"], kv_lens)
+    assert p.batch == len(qo_lens) and p.total_qo == sum(qo_lens)
+    assert p.num_work == len(req) and p.grid_x == max(1, p.num_work)
+    assert ((0 <= req) & (req < len(qo_lens))).all()
+    ranges = {}  # (request, tile) -> kv ranges
+    for b, t, s, e in zip(req.tolist(), tile.tolist(), kb.tolist(), ke.tolist()):
+        assert 0 <= s <= e <= kv_lens[b], (b, t, s, e)
+        assert e - s <= p.chunk_tokens
+        ranges.setdefault((b, t), []).append((s, e))
+    for b, (q, n) in enumerate(zip(qo_lens, kv_lens)):
+        tiles = sorted(t for (bb, t) in ranges if bb == b)
+        T = tiles_of(q, group, R)
+        # Tiles 0..T-1 cover packed rows [0, T * R) once each, and [0, q * group) lies in there with
+        # no tile wholly past the end.
+        assert tiles == list(range(T)), f"request {b}: tiles {tiles}, expected {T}"
+        assert (T - 1) * R < q * group <= T * R or (q == 0 and T == 0)
+        for t in tiles:
+            rs = sorted(ranges[(b, t)])
+            if n == 0:
+                assert rs == [(0, 0)], f"request {b} tile {t}: {rs}"  # one empty range: writes 0 / -inf
+                continue
+            assert rs[0][0] == 0 and rs[-1][1] == n, f"request {b} tile {t}: {rs}"
+            assert all(x[0] < x[1] for x in rs), f"request {b} tile {t}: empty chunk in {rs}"
+            assert all(x[1] == y[0] for x, y in zip(rs, rs[1:])), f"request {b} tile {t}: {rs}"
+            # Every chunk but the last is chunk_tokens long.
+            assert all(e - s == p.chunk_tokens for s, e in rs[:-1])
+    # splits / partial consistency: splits = chunks of the request; partial -1 iff unsplit.
+    for b in set(req.tolist()):
+        m = req == b
+        chunks = len(set(kb[m].tolist()))
+        assert (spl[m] == chunks).all()
+        assert ((part[m] < 0) == (chunks == 1)).all()
+
+
+@pytest.mark.parametrize("target,unit", TARGETS)
+@pytest.mark.parametrize("tile_rows", [0, 16, 64])
+@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("page_size", [0, 1, 5, 16])
+@pytest.mark.parametrize("name", BATCHES)
+def test_every_row_and_kv_position_is_covered_once(name, page_size, group, tile_rows, target, unit):
+    qo_lens, kv_lens = BATCHES[name]
+    hkv = 2
+    p, a = make_plan(qo_lens, kv_lens, page_size, hq=hkv * group, hkv=hkv, d=128, tile_rows=tile_rows,
+                     target_ctas=target, min_chunk_tokens=unit)
+    rows = max(q * group for q in qo_lens)
+    assert p.tile_rows == (16 if tile_rows == 16 or (tile_rows == 0 and rows <= 16) else 128)
+    check_coverage(p, a, qo_lens, kv_lens, group)
+    if target == 100000:
+        assert p.num_partials > 0  # many CTA slots, 16-token unit: the long requests are split
+
+
+@pytest.mark.parametrize("page_size", [0, 16])
+def test_no_split_when_disallowed(page_size):
+    qo_lens, kv_lens = BATCHES["mixed"]
+    p, a = make_plan(qo_lens, kv_lens, page_size, hq=8, hkv=2, target_ctas=100000, min_chunk_tokens=16,
+                     allow_split=False)
+    assert p.num_partials == 0 and (a["work_partial"] == -1).all() and (a["work_splits"] == 1).all()
+    assert (a["merge_indptr"] == 0).all()
+    check_coverage(p, a, qo_lens, kv_lens, 4)
+
+
+def check_merge(p, a, qo_lens, group):
+    R = p.tile_rows
+    mi = a["merge_indptr"]
+    qo_indptr = qo_indptr_of(qo_lens)
+    assert len(mi) == p.total_qo + 1 and mi[0] == 0 and mi[-1] == p.num_partials
+    assert (np.diff(mi) >= 0).all()
+    # (partial row, head offset in the group) written by the work items: each exactly once.
+    written = np.zeros((p.num_partials, group), np.int64)
+    by_token = {}  # (request, token) -> partial rows
+    pair_rows = {}  # (request, chunk, token) -> partial row
+    for b, t, s, part, S in zip(*(a[k].tolist() for k in ("work_request", "work_qo_tile", "work_kv_begin",
+                                                          "work_partial", "work_splits"))):
+        if part < 0:
+            continue
+        q = qo_lens[b]
+        r = np.arange(t * R, min((t + 1) * R, q * group))
+        prow = part + (r // group) * S
+        assert ((0 <= prow) & (prow < p.num_partials)).all()
+        np.add.at(written, (prow, r % group), 1)
+        for qi in np.unique(r // group).tolist():
+            by_token.setdefault((b, qi), set()).add(part + qi * S)
+            pair_rows[(b, s, qi)] = part + qi * S
+    assert (written == 1).all(), f"partial rows written {np.unique(written)} times"
+    assert sorted(pair_rows.values()) == list(range(p.num_partials))  # one row per (chunk, token)
+    for b, q in enumerate(qo_lens):
+        split = [(b, qi) in by_token for qi in range(q)]
+        assert all(split) or not any(split)
+        for qi in range(q):
+            g = qo_indptr[b] + qi
+            want = set(range(mi[g], mi[g + 1]))
+            assert by_token.get((b, qi), set()) == want, f"request {b} token {qi}"
+
+
+@pytest.mark.parametrize("target,unit", TARGETS)
+@pytest.mark.parametrize("tile_rows", [0, 16])
+@pytest.mark.parametrize("group", [1, 3, 5, 8])
+@pytest.mark.parametrize("page_size", [0, 5])
+@pytest.mark.parametrize("name", BATCHES)
+def test_merge_indices(name, page_size, group, tile_rows, target, unit):
+    qo_lens, kv_lens = BATCHES[name]
+    p, a = make_plan(qo_lens, kv_lens, page_size, hq=2 * group, hkv=2, d=64, tile_rows=tile_rows,
+                     target_ctas=target, min_chunk_tokens=unit)
+    if target == 100000:
+        assert p.num_partials > 0
+    check_merge(p, a, qo_lens, group)
+
+
+def execute(p, a, q, gather_k, gather_v, qo_lens, kv_lens, hkv, causal):
+    """Float64 model of the kernel + merge: returns (o [total_qo, Hq, D], lse [total_qo, Hq])."""
+    total, hq, d = q.shape
+    group = hq // hkv
+    R = p.tile_rows
+    qo_indptr = a["qo_indptr"]
+    out = np.full((total, hq, d), np.nan)
+    lse = np.full((total, hq), np.nan)
+    part_v = np.full((p.num_partials, hq, d), np.nan)
+    part_s = np.full((p.num_partials, hq), np.nan)
+    scale = 1.0 / math.sqrt(d)
+    for b, t, s, e, part, S in zip(*(a[k].tolist() for k in ("work_request", "work_qo_tile", "work_kv_begin",
+                                                             "work_kv_end", "work_partial", "work_splits"))):
+        ql, kl = qo_lens[b], kv_lens[b]
+        r = np.arange(t * R, min((t + 1) * R, ql * group))
+        qi = r // group
+        pos = np.arange(s, e)
+        allowed = np.ones((len(r), len(pos)), bool)
+        if causal:  # bottom-right aligned over the request's full KV length
+            allowed &= pos[None, :] <= (qi + kl - ql)[:, None]
+        for h in range(hkv):
+            heads = h * group + r % group
+            qv = q[qo_indptr[b] + qi, heads]                     # [rows, D]
+            kk, vv = gather_k(b)[s:e, h], gather_v(b)[s:e, h]    # [chunk, D]
+            logits = np.where(allowed, qv @ kk.T * scale, -np.inf)
+            m = logits.max(axis=1, initial=-np.inf)
+            mu = np.where(np.isneginf(m), 0.0, m)
+            w = np.exp(logits - mu[:, None])
+            den = w.sum(axis=1)
+            o = (w @ vv) / np.where(den > 0, den, 1.0)[:, None]
+            with np.errstate(divide="ignore"):
+                l2 = (mu + np.log(den)) / math.log(2.0)
+            if part < 0:
+                dst_o, dst_s, rows = out, lse, qo_indptr[b] + qi
+            else:
+                dst_o, dst_s, rows = part_v, part_s, part + qi * S
+            assert np.isnan(dst_s[rows, heads]).all(), "row written twice"
+            dst_o[rows, heads], dst_s[rows, heads] = o, l2
+    mi = a["merge_indptr"]
+    for g in range(total):
+        lo, hi = mi[g], mi[g + 1]
+        if hi > lo:
+            assert np.isnan(lse[g]).all(), "split token also written directly"
+            o, l2 = reference.merge_states(part_v[lo:hi][None], part_s[lo:hi][None])
+            out[g], lse[g] = o[0], l2[0]
+    assert not np.isnan(lse).any(), "rows never written"
+    return out, lse
+
+
+@pytest.mark.parametrize("tile_rows", [0, 16])
+@pytest.mark.parametrize("causal", [False, True])
+def test_cpu_executor_matches_reference(causal, tile_rows):
+    rng = np.random.default_rng(11)
+    page_size, hkv, group, d = 5, 2, 3, 64
+    hq = hkv * group
+    qo_lens = [1, 17, 9, 0, 4]
+    kv_lens = [300, 300, 9, 50, 0]  # request 2: kv == qo; request 3: no queries; request 4: no KV
+    kv_indptr, last = page_table(kv_lens, page_size)
+    num_pages = int(kv_indptr[-1])
+    perm = rng.permutation(num_pages).astype(np.int32)  # kv_indices: a random page order
+    p = plan_batch(qo_indptr_of(qo_lens), kv_indptr, last, hq, hkv, d, page_size, causal=causal,
+                   tile_rows=tile_rows, target_ctas=64, min_chunk_tokens=16, kv_indices=perm)
+    a = p.arrays()
+    assert p.num_partials > 0
+    assert p.tile_rows == (16 if tile_rows == 16 else 64)  # 17 * 3 = 51 packed rows: the prefill tile
+    k_cache = rng.standard_normal((num_pages, page_size, hkv, d))
+    v_cache = rng.standard_normal((num_pages, page_size, hkv, d))
+    q = rng.standard_normal((sum(qo_lens), hq, d))
+
+    def gather(cache):
+        return lambda b: cache[perm[kv_indptr[b]:kv_indptr[b + 1]]].reshape(-1, hkv, d)[: kv_lens[b]]
+
+    out, lse = execute(p, a, q, gather(k_cache), gather(v_cache), qo_lens, kv_lens, hkv, causal)
+    qo_indptr = a["qo_indptr"]
+    for b in range(len(qo_lens)):
+        sl = slice(qo_indptr[b], qo_indptr[b + 1])
+        o_ref, l_ref = reference.attention(q[sl], gather(k_cache)(b), gather(v_cache)(b), causal=causal)
+        np.testing.assert_allclose(out[sl], o_ref, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(np.isneginf(lse[sl]), np.isneginf(l_ref))
+        fin = np.isfinite(l_ref)
+        np.testing.assert_allclose(lse[sl][fin], l_ref[fin], rtol=0, atol=1e-9)
+
+
+def lpt_makespan(chunks, slots):
+    """Makespan of longest-first list scheduling of chunk costs on `slots` CTAs."""
+    load = np.zeros(slots)
+    for c in sorted(chunks, reverse=True):
+        load[np.argmin(load)] += c
+    return load.max()
+
+
+def test_skewed_prefill_batch_is_balanced():
+    rng = np.random.default_rng(3)
+    qo_lens = [64] + rng.integers(1, 17, 63).tolist()
+    kv_lens = [32768] + rng.integers(100, 2001, 63).tolist()
+    hq, hkv, target, unit = 32, 8, 264, 256
+    p, a = make_plan(qo_lens, kv_lens, 16, hq=hq, hkv=hkv, d=128, target_ctas=target, min_chunk_tokens=unit)
+    check_coverage(p, a, qo_lens, kv_lens, hq // hkv)
+    # Query tiles are uniform (tile_rows rows each), so a work item costs its KV range.
+    costs = [max(e - s, 1) for s, e in zip(a["work_kv_begin"].tolist(), a["work_kv_end"].tolist())] * hkv
+    ideal = sum(costs) / target
+    bound = max(ideal, max(costs))
+    assert lpt_makespan(costs, target) <= 1.3 * bound
+    assert max(costs) <= 1.3 * max(ideal, unit)  # no work item dominates the batch
+    # Only the long request is split.
+    split = set(a["work_request"][a["work_partial"] >= 0].tolist())
+    assert split == {0} and p.num_partials == a["work_splits"][a["work_request"] == 0][0] * 64
+    # Longest KV first (stable among equal lengths).
+    kvw = a["kv_len"][a["work_request"]]
+    assert (np.diff(kvw) <= 0).all()
+    order = list(dict.fromkeys(a["work_request"].tolist()))
+    assert order == sorted(range(len(kv_lens)), key=lambda b: -kv_lens[b])
+
+
+@pytest.mark.parametrize("out_elem_bytes", [2, 4])
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("name", BATCHES)
+def test_workspace_bounds(name, d, out_elem_bytes):
+    qo_lens, kv_lens = BATCHES[name]
+    hq, hkv = 12, 4
+    kw = dict(hq=hq, hkv=hkv, d=d, target_ctas=100000, min_chunk_tokens=16, out_elem_bytes=out_elem_bytes)
+    p, a = make_plan(qo_lens, kv_lens, 16, **kw)
+    assert p.num_partials > 0
+    # Header, work items (6 int32), per request qo_indptr / kv_begin / kv_len (int32) and a mask
+    # offset (int64), merge_indptr per query token.
+    assert p.int_workspace_bytes >= 256 + 24 * p.num_work + 20 * p.batch + 4 * (p.total_qo + 1)
+    assert p.float_workspace_bytes >= p.num_partials * hq * (d * out_elem_bytes + 4)
+    assert p.partial_capacity == 0  # no buffer given: report only
+    # A buffer of exactly the reported size (or more) holds the partials.
+    for extra in (0, 1, 4096):
+        p2, a2 = make_plan(qo_lens, kv_lens, 16, float_workspace_bytes=p.float_workspace_bytes + extra, **kw)
+        assert p2.num_partials == p.num_partials and p2.partial_capacity >= p.num_partials
+        np.testing.assert_array_equal(a2["work_partial"], a["work_partial"])
+    # Too small a buffer for a splitting plan: rejected, naming the buffer.
+    for size in (1, p.num_partials * hq * (d * out_elem_bytes + 4) - 1, p.float_workspace_bytes - 1):
+        with raises(ValueError, "float_workspace_buffer"):
+            make_plan(qo_lens, kv_lens, 16, float_workspace_bytes=size, **kw)
+    # A plan that does not split fits any buffer.
+    p3, _ = make_plan(qo_lens, kv_lens, 16, float_workspace_bytes=1, allow_split=False, **kw)
+    assert p3.num_partials == 0 and p3.float_workspace_bytes == 0
+
+
+def test_validation():
+    qo = qo_indptr_of([3, 5])
+    kv_indptr, last = page_table([10, 20], 16)  # 1 + 2 pages
+    args = (8, 2, 128, 16)
+    plan_batch(qo, kv_indptr, last, *args)  # valid
+    with raises(ValueError, "qo_indptr", "non-decreasing"):
+        plan_batch(np.array([0, 5, 3], np.int32), kv_indptr, last, *args)
+    with raises(ValueError, "qo_indptr", "must start at 0"):
+        plan_batch(qo + 1, kv_indptr, last, *args)
+    with raises(ValueError, "qo_indptr"):
+        plan_batch(qo[:2], kv_indptr, last, *args)
+    with raises(ValueError, "qo_indptr"):
+        plan_batch(np.append(qo, 9).astype(np.int32), kv_indptr, last, *args)
+    with raises(ValueError, "head_dim", "96"):
+        plan_batch(qo, kv_indptr, last, 8, 2, 96, 16)
+    with raises(ValueError, "tile_rows", "32"):
+        plan_batch(qo, kv_indptr, last, *args, tile_rows=32)
+    with raises(ValueError, "kv_indices", ">= 0"):
+        plan_batch(qo, kv_indptr, last, *args, kv_indices=np.array([0, -1, 2], np.int32))
+    with raises(ValueError, "kv_indices"):
+        plan_batch(qo, kv_indptr, last, *args, kv_indices=np.array([0, 1], np.int32))
+    plan_batch(qo, kv_indptr, last, *args, kv_indices=np.array([0, 1, 2, -1], np.int32))  # past the end: unused
+    with raises(ValueError, "kv_last_page_len"):
+        plan_batch(qo, kv_indptr, None, *args)
+    with raises(ValueError, "num_kv_heads"):
+        plan_batch(qo, kv_indptr, last, 8, 3, 128, 16)
+    with raises(TypeError, "qo_indptr", "int32"):
+        plan_batch(qo.astype(np.int64), kv_indptr, last, *args)
+    with raises(TypeError, "kv_indptr", "int32"):
+        plan_batch(qo, kv_indptr.astype(np.int64), last, *args)
+    with raises(TypeError, "kv_last_page_len", "int32"):
+        plan_batch(qo, kv_indptr, last.astype(np.int64), *args)
+    with raises(TypeError, "kv_indices", "int32"):
+        plan_batch(qo, kv_indptr, last, *args, kv_indices=np.arange(3, dtype=np.int64))
+
+
+def test_device_index_arrays_are_rejected():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: device index arrays cannot be made here")
+    qo = torch.tensor([0, 3], dtype=torch.int32, device="cuda")
+    kv = torch.tensor([0, 1], dtype=torch.int32, device="cuda")
+    last = torch.tensor([5], dtype=torch.int32, device="cuda")
+    with raises(ValueError, "host arrays"):
+        plan_batch(qo, kv, last, 8, 2, 128, 16)
