@@ -70,7 +70,8 @@ def attention_instances(archs, head_dims, dtypes):
                     archs=archs,
                     include="sm80/attention_launch.cuh",
                     instantiate=(f"template cudaError_t launch_attention<{d}, DType::{DTYPES[dt]}, {tile_enum}>"
-                                 "(const AttnParams&, cudaStream_t);"),
+                                 "(const AttnParams&, cudaStream_t);\n"
+                                 f"template int attention_ctas_per_sm<{d}, DType::{DTYPES[dt]}, {tile_enum}>();"),
                     dispatch=f"KVINFER_ATTENTION_INSTANCE({d}, DType::{DTYPES[dt]}, {tile_enum})",
                 ))
     return out

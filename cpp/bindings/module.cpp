@@ -224,6 +224,17 @@ NB_MODULE(_C, m) {
       nb::arg("target_ctas"),
       nb::arg("min_chunk_tokens"));
 
+  m.def(
+      "attention_ctas_per_sm",
+      [](int head_dim, const std::string& dtype, bool decode_tile, int device) {
+        kvinfer::DType dt;
+        if (dtype == "float16" || dtype == "half") dt = kvinfer::DType::kF16;
+        else if (dtype == "bfloat16") dt = kvinfer::DType::kBF16;
+        else throw kvinfer::Error(kvinfer::ErrorKind::kTypeError, "q_data_type: expected float16 or bfloat16, got " + dtype);
+        return kvinfer::attention_ctas_per_sm(head_dim, dt, decode_tile, device);
+      },
+      nb::arg("head_dim"), nb::arg("dtype"), nb::arg("decode_tile"), nb::arg("device"));
+
   // ---- attention -----------------------------------------------------------------------------
   m.def(
       "single_attention",

@@ -117,6 +117,12 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
+int attention_ctas_per_sm(int head_dim, DType dtype, bool decode_tile, int device) {
+  detail::DeviceGuard guard(device);
+  return detail::dispatch_attention_ctas_per_sm(head_dim, dtype,
+                                                decode_tile ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill);
+}
+
 SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num_kv_heads, int head_dim,
                        int target_ctas, int min_chunk_tokens) {
   SinglePlan sp;

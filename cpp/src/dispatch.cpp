@@ -56,4 +56,13 @@ void dispatch_attention(int head_dim, DType dtype, AttnTile tile, const AttnPara
   check_cuda(err, "attention kernel launch");
 }
 
+int dispatch_attention_ctas_per_sm(int head_dim, DType dtype, AttnTile tile) {
+  int n = 0;
+#define KVINFER_ATTENTION_INSTANCE(d, dt, t) \
+  if (head_dim == d && dtype == dt && tile == t) n = attention_ctas_per_sm<d, dt, t>();
+#include "dispatch_attention.inc"
+#undef KVINFER_ATTENTION_INSTANCE
+  return n;
+}
+
 }  // namespace kvinfer::detail

@@ -8,5 +8,7 @@ namespace kvinfer::detail {
 void dispatch_merge(DType v_dtype, const MergeParams& p, cudaStream_t stream);
 void dispatch_append_kv(DType cache_dtype, const AppendKVParams& p, cudaStream_t stream);
 void dispatch_attention(int head_dim, DType dtype, AttnTile tile, const AttnParams& p, cudaStream_t stream);
+// Resident CTAs per SM of the instance on the current device; 0 when it is not compiled.
+int dispatch_attention_ctas_per_sm(int head_dim, DType dtype, AttnTile tile);
 
 }  // namespace kvinfer::detail

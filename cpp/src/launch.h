@@ -112,5 +112,8 @@ constexpr int attn_tile_rows(AttnTile t, int head_dim) {
 
 template <int kHeadDim, DType kDT, AttnTile kTile>
 cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);
+// Resident CTAs per SM of that instance on the current device (the planner sizes grids by it).
+template <int kHeadDim, DType kDT, AttnTile kTile>
+int attention_ctas_per_sm();
 
 }  // namespace kvinfer::detail

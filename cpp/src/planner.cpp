@@ -105,6 +105,27 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   const int64_t share = ceil_div(total * opt.num_kv_heads, std::max(1, opt.target_ctas));
   p.chunk_tokens = opt.allow_split ? std::min(max_len, std::max(unit, ceil_div(share, unit) * unit)) : max_len;
   p.chunk_tokens = std::max<int64_t>(p.chunk_tokens, 1);
+  if (opt.allow_split && opt.target_ctas > 0) {
+    // Wave quantisation: equal-length jobs finish in ceil(jobs / slots) waves, so 512 jobs on 396
+    // slots take two full waves for 1.3 waves of work. Among the share-based chunk and the lengths
+    // max_len / s, take the one with the fewest estimated waves x (job length + a fixed cost per
+    // job of unit / 2 tokens: prologue, pipeline fill, epilogue, merge); ties keep the longer chunk.
+    const int64_t slots = opt.target_ctas;
+    auto cost = [&](int64_t chunk) {
+      int64_t jobs = 0;
+      for (int64_t b = 0; b < batch; ++b) jobs += tiles[b] * std::max<int64_t>(1, ceil_div(p.kv_len[b], chunk));
+      jobs *= opt.num_kv_heads;
+      return ceil_div(jobs, slots) * (std::min(chunk, max_len) + unit / 2);
+    };
+    int64_t best = p.chunk_tokens, best_cost = cost(best);
+    for (int64_t sp = 1; sp <= 16; ++sp) {
+      const int64_t c = std::min(max_len, ceil_div(ceil_div(max_len, sp), unit) * unit);
+      if (c < unit && c < max_len) break;
+      const int64_t cc = cost(c);
+      if (cc < best_cost || (cc == best_cost && c > best)) best = c, best_cost = cc;
+    }
+    p.chunk_tokens = std::max<int64_t>(best, 1);
+  }
 
   // Longest KV first, so the long jobs start early and short ones fill the tail.
   std::vector<int64_t> order(batch);

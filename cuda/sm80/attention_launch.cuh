@@ -18,4 +18,16 @@ cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+template <int kHeadDim, DType kDT, AttnTile kTile>
+int attention_ctas_per_sm() {
+  using T = cuda::cuda_t<kDT>;
+  using C = attn::Config<kHeadDim, kTile>;
+  auto kernel = attn::attention_kernel<kHeadDim, T, kTile>;
+  int n = 0;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, C::kThreads, C::kSmemBytes) != cudaSuccess)
+    return 0;
+  return n;
+}
+
 }  // namespace kvinfer::detail

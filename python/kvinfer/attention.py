@@ -11,10 +11,16 @@ from .mask import pack_custom_mask
 _MIN_CHUNK_TOKENS = 256
 
 
-def _target_ctas(device_index=0):
-    """CTAs to aim a grid at: resident CTAs per SM times SMs (132 on H100/H200 when no GPU is visible)."""
-    sms = _C.device_sm_count(device_index) if _C.device_count() else 132
-    return 4 * sms
+def _target_ctas(device_index=0, head_dim=128, dtype="bfloat16", decode_tile=False):
+    """CTAs to aim a grid at: SMs x resident CTAs per SM of the kernel that will run (from the CUDA
+    occupancy calculator; 2 x 132 when no GPU is visible or the instance is not compiled)."""
+    if not _C.device_count():
+        return 2 * 132
+    dtype = {"half": "float16"}.get(str(dtype).split(".")[-1], str(dtype).split(".")[-1])
+    if dtype not in ("float16", "bfloat16") or head_dim not in (64, 128, 256):
+        return 2 * _C.device_sm_count(device_index)
+    per_sm = _C.attention_ctas_per_sm(int(head_dim), dtype, bool(decode_tile), device_index) or 2
+    return per_sm * _C.device_sm_count(device_index)
 
 
 def _check_pos_encoding(pos_encoding_mode):
@@ -62,8 +68,10 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
     kv_len, hkv = (kshape[0], kshape[1]) if kv_layout == "NHD" else (kshape[1], kshape[0])
     if custom_mask is not None and packed_custom_mask is None:
         packed_custom_mask = pack_custom_mask(custom_mask, c, expect=(shape[0], kv_len))
-    tile, splits, chunk, tmp_rows = _C.plan_single(shape[0], kv_len, shape[1], max(hkv, 1), shape[2],
-                                                   _target_ctas(_device_index(q)), _MIN_CHUNK_TOKENS)
+    decode_tile = shape[0] * (shape[1] // max(hkv, 1)) <= 16
+    tile, splits, chunk, tmp_rows = _C.plan_single(
+        shape[0], kv_len, shape[1], max(hkv, 1), shape[2],
+        _target_ctas(_device_index(q), shape[2], q.dtype, decode_tile), _MIN_CHUNK_TOKENS)
     own_out = out is None
     if own_out:
         out = c.empty(shape)

@@ -111,12 +111,14 @@ class _BatchAttention:
                             (framework_of(kv_indices) == "torch" and not kv_indices.is_cuda)):
             host_indices = _host_int32(kv_indices, "kv_indices")
         c = Call(self._float_ws, stream)
-        graph_grid = _target_ctas(_device_index(self._float_ws)) if self._graph else 0
+        target = _target_ctas(_device_index(self._float_ws), int(head_dim), q_data_type or "float16",
+                              self._tile_rows == 16)
+        graph_grid = target if self._graph else 0
         self._plan = _C.plan_attention(
             qo, kvp, last, host_indices if validate else None, int(num_qo_heads), int(num_kv_heads), int(head_dim),
             int(page_size) if self._paged else 0, bool(causal),
             self._tile_rows or (64 if self._graph else 0),  # graph mode: one tile for every plan
-            _target_ctas(_device_index(self._float_ws)), _MIN_CHUNK_TOKENS, True, _dtype_bytes(q_data_type),
+            target, _MIN_CHUNK_TOKENS, True, _dtype_bytes(q_data_type),
             self._capacity_batch, self._capacity_rows, graph_grid, int(self._int_ws.shape[0]),
             self.float_workspace_bytes)
         _C.upload_plan(self._plan, c.dest(self._int_ws, "int_workspace", True), c.stream)

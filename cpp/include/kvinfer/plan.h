@@ -20,10 +20,11 @@ struct PlanOptions {
   int page_size = 16;            // 0: ragged KV (kv_indptr holds token offsets)
   bool causal = false;
   // Query tile (packed rows = query tokens x group size): 16 selects the decode tile (16 rows), 64
-  // the prefill tile (128 rows, 64 at head dim 256); 0 picks the decode tile when every request has
-  // at most 16 packed rows. AttnPlan::tile_rows is the resulting row count.
+  // the prefill tile (128 rows at head dim 128, else 64: attn_tile_rows in cpp/src/launch.h); 0 picks
+  // the decode tile when every request has at most 16 packed rows. AttnPlan::tile_rows is the result.
   int tile_rows = 0;
-  // CTAs the GPU runs at once (SMs x resident CTAs per SM): the split heuristic aims at this.
+  // CTAs the GPU runs at once (SMs x resident CTAs per SM of the tile's kernel,
+  // attention_ctas_per_sm): the split heuristic and its wave estimate aim at this.
   int target_ctas = 132 * 2;
   // Smallest KV chunk worth a CTA of its own, in tokens: below it the merge costs more than it gains.
   int min_chunk_tokens = 256;
