@@ -122,7 +122,9 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
       const int64_t c = std::min(max_len, ceil_div(ceil_div(max_len, sp), unit) * unit);
       if (c < unit && c < max_len) break;
       const int64_t cc = cost(c);
-      if (cc < best_cost || (cc == best_cost && c > best)) best = c, best_cost = cc;
+      // A different chunk must win by 10%: the model is coarse (no causal shapes, no partial-row
+      // traffic, which is large for prefill tiles), and splitting has costs it does not see.
+      if (c > best ? cc <= best_cost : cc * 10 < best_cost * 9) best = c, best_cost = cc;
     }
     p.chunk_tokens = std::max<int64_t>(best, 1);
   }

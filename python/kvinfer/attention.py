@@ -4,11 +4,23 @@ q is [qo_len, H_qo, D] ([H_qo, D] for decode); k/v are [kv_len, H_kv, D] (NHD) o
 (HND), any strides that are multiples of 8 elements with unit stride along D. H_qo is any multiple
 of H_kv (GQA/MQA). LSE is base 2, fp32. Long KV ranges are split across CTAs and merged on the device.
 """
+import functools
+
 from . import _C
 from ._arrays import Call
 from .mask import pack_custom_mask
 
 _MIN_CHUNK_TOKENS = 256
+
+
+@functools.lru_cache(maxsize=None)
+def _ctas_per_sm(head_dim, dtype, decode_tile, device_index):
+    return _C.attention_ctas_per_sm(head_dim, dtype, decode_tile, device_index) or 2
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index):
+    return _C.device_sm_count(device_index)
 
 
 def _target_ctas(device_index=0, head_dim=128, dtype="bfloat16", decode_tile=False):
@@ -18,9 +30,8 @@ def _target_ctas(device_index=0, head_dim=128, dtype="bfloat16", decode_tile=Fal
         return 2 * 132
     dtype = {"half": "float16"}.get(str(dtype).split(".")[-1], str(dtype).split(".")[-1])
     if dtype not in ("float16", "bfloat16") or head_dim not in (64, 128, 256):
-        return 2 * _C.device_sm_count(device_index)
-    per_sm = _C.attention_ctas_per_sm(int(head_dim), dtype, bool(decode_tile), device_index) or 2
-    return per_sm * _C.device_sm_count(device_index)
+        return 2 * _sm_count(device_index)
+    return _ctas_per_sm(int(head_dim), dtype, bool(decode_tile), device_index) * _sm_count(device_index)
 
 
 def _check_pos_encoding(pos_encoding_mode):
