@@ -1,4 +1,4 @@
-"""Host latency of the decode planner (kvinfer.plan.plan_decode), the work behind a decode plan().
+"""Host latency of the batch planner (kvinfer.plan.plan_batch, what a decode plan() runs before its upload).
 
     python benchmarks/bench_plan.py [--json PATH]
 Medians over many calls from Python (page size 16, 32 query / 8 KV heads, head dim 128).
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from kvinfer.plan import plan_decode
+from kvinfer.plan import plan_batch
 
 
 def page_table(lens, page_size):
@@ -42,7 +42,7 @@ def main():
     for batch in (1, 16, 64, 256, 1024):
         lens = rng.integers(2048, 32769, batch)
         indptr, last = page_table(lens, 16)
-        us = median_us(lambda: plan_decode(indptr, last, 32, 8, 128, 16, target_ctas=264))
+        us = median_us(lambda: plan_batch(None, indptr, last, 32, 8, 128, 16, tile_rows=16, target_ctas=264))
         p = plan_decode(indptr, last, 32, 8, 128, 16, target_ctas=264)
         rows.append({"batch": batch, "us": us, "work_items": int(len(p["work_request"])),
                      "chunk_tokens": int(p["chunk_tokens"])})

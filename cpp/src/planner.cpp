@@ -112,15 +112,22 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     // job of unit / 2 tokens: prologue, pipeline fill, epilogue, merge); ties keep the longer chunk.
     const int64_t slots = opt.target_ctas;
     auto cost = [&](int64_t chunk) {
+      // 32-bit divisions: this loop runs per candidate over the batch and dominates plan() otherwise.
+      const uint32_t c32 = uint32_t(chunk);
       int64_t jobs = 0;
-      for (int64_t b = 0; b < batch; ++b) jobs += tiles[b] * std::max<int64_t>(1, ceil_div(p.kv_len[b], chunk));
+      for (int64_t b = 0; b < batch; ++b) {
+        const uint32_t len = uint32_t(p.kv_len[b]);
+        jobs += tiles[b] * (len > c32 ? (len + c32 - 1) / c32 : 1);
+      }
       jobs *= opt.num_kv_heads;
       return ceil_div(jobs, slots) * (std::min(chunk, max_len) + unit / 2);
     };
-    int64_t best = p.chunk_tokens, best_cost = cost(best);
-    for (int64_t sp = 1; sp <= 16; ++sp) {
+    int64_t best = p.chunk_tokens, best_cost = cost(best), prev = -1;
+    for (int64_t sp = 1; sp <= 8; ++sp) {
       const int64_t c = std::min(max_len, ceil_div(ceil_div(max_len, sp), unit) * unit);
       if (c < unit && c < max_len) break;
+      if (c == prev || c == best) continue;
+      prev = c;
       const int64_t cc = cost(c);
       // A different chunk must win by 10%: the model is coarse (no causal shapes, no partial-row
       // traffic, which is large for prefill tiles), and splitting has costs it does not see.
@@ -141,6 +148,9 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
       p.num_partials += splits[b] * (int64_t(p.qo_indptr[b + 1]) - p.qo_indptr[b]);
     }
   }
+  int64_t njobs = 0;
+  for (int64_t b = 0; b < batch; ++b) njobs += splits[b] * tiles[b];
+  p.work.reserve(njobs);
   for (int64_t b : order) {
     for (int64_t c = 0; c < splits[b]; ++c) {
       for (int64_t t = 0; t < tiles[b]; ++t) {
