@@ -32,6 +32,36 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* sme
                : "r"(smem_addr(smem)));
 }
 
+// The same from a shared-memory address (state space .shared), so constant offsets fold into the
+// instruction's immediate.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], uint32_t saddr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(saddr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], uint32_t saddr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(saddr));
+}
+
+// Per-thread byte offsets for ldmatrix from a swizzled [rows][D] tile (see swz): the thread's row
+// within a 16-row block is `row`, its chunk is 2 * k + hi for the k-th 16-column step. Since blocks
+// start at multiples of 8 rows, (2k + hi) ^ (row & 7) == 8 * (k / 4) + ((2 * (k % 4)) ^ hi ^ (row & 7)),
+// so four offsets per thread (k % 4) plus compile-time constants address every step.
+template <int D>
+struct SwizzledFrag {
+  uint32_t off[4];
+  __device__ __forceinline__ SwizzledFrag(int row, int hi) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) off[i] = uint32_t(row * D + (((2 * i) ^ hi ^ (row & 7)) << 3)) * 2u;
+  }
+  // Byte offset of the fragment at 16-row block `blk` (compile-time) and step k (compile-time).
+  __device__ __forceinline__ uint32_t at(int blk, int k) const {
+    return off[k & 3] + uint32_t(blk * 16 * D + (k >> 2) * 64) * 2u;
+  }
+};
+
 // D (16x8 f32) += A (16x16, row) * B (16x8, col).
 template <typename T>
 __device__ __forceinline__ void mma_16816(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1);

@@ -98,6 +98,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
   // Logits in the log2 domain: s * sm_scale * log2(e), or cap * tanh(s * sm_scale / cap) * log2(e).
   const float pre = cap ? p.sm_scale / p.soft_cap : p.sm_scale * log2e;
   const float post = cap ? p.soft_cap * log2e : 1.f;
+  // Without a cap the scale is applied in the exponent (fused); with it, logits are transformed first.
+  const float scale = cap ? 1.f : pre;
 
   // K/V loader shape: each thread copies chunk lc0 (+ kChunkStep ...) of rows lr0 + i * kRowStep.
   constexpr int kRowStep = kNT >= C::kChunks ? kNT / C::kChunks : 1;
@@ -214,6 +216,13 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
         qrow[mt][h] = (row0 + (wq * kMT + mt) * 16 + g + 8 * h) / group;
       }
 
+    // ldmatrix offsets: Q (A operand: rows lane % 16, chunk half lane / 16), K (B operand: rows
+    // lane % 8 + 8 * (lane / 16), chunk half (lane / 8) % 2), V (B operand, transposed: rows
+    // lane % 8 + 8 * ((lane / 8) % 2), chunk half lane / 16).
+    const SwizzledFrag<D> fq(lane & 15, lane >> 4);
+    const SwizzledFrag<D> fk((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
+    const SwizzledFrag<D> fv((lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);
+
     for (int t = 0; t < num_tiles; ++t) {
       cp_async_wait<kStages - 2>();
       __syncthreads();
@@ -222,8 +231,10 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
         if (kPrefetch && t + kStages < num_tiles) fetch_ids(t + kStages);
       }
       cp_async_commit();
-      const T* tk = sK + (t % kStages) * kKV * D + wk * kKVW * D;  // this warp's KV rows
-      const T* tv = sV + (t % kStages) * kKV * D + wk * kKVW * D;
+      // Shared addresses of this warp's Q rows and of its KV rows in this tile's stage.
+      const uint32_t q_base = smem_addr(sQ) + uint32_t(wq * kMT * 16 * D) * 2u;
+      const uint32_t k_base = smem_addr(sK) + uint32_t(((t % kStages) * kKV + wk * kKVW) * D) * 2u;
+      const uint32_t v_base = smem_addr(sV) + uint32_t(((t % kStages) * kKV + wk * kKVW) * D) * 2u;
       const int base = tile_start + t * kKV + wk * kKVW;
 
       // ---- S = Q K^T (16 x kKV per MMA tile); each K fragment feeds kMT MMAs
@@ -237,11 +248,11 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
         uint32_t a[kMT][4];
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt)
-          ldmatrix_x4(a[mt], sQ + swz<D>((wq * kMT + mt) * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+          ldmatrix_x4(a[mt], q_base + fq.at(mt, kk));
 #pragma unroll
         for (int j = 0; j < kNS / 2; ++j) {
           uint32_t b[4];
-          ldmatrix_x4(b, tk + swz<D>(j * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
+          ldmatrix_x4(b, k_base + fk.at(j, kk));
 #pragma unroll
           for (int mt = 0; mt < kMT; ++mt) {
             mma_16816<T>(s[mt][2 * j], a[mt], b[0], b[1]);
@@ -254,14 +265,15 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
       const bool need_mask = base + kKVW > kv_hi || base < kv_lo || p.mask_bits ||
                              (p.causal && base + kKVW - 1 > qa + offset) ||
                              (p.window_left >= 0 && base < qb + offset - p.window_left);
+      if (cap || need_mask) {  // interior tiles without a cap skip this (scale is fused into exp2)
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
         for (int n = 0; n < kNS; ++n) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            float x = s[mt][n][e] * pre;
-            if (cap) x = tanhf(x) * post;
+            float x = s[mt][n][e];
+            if (cap) x = tanhf(x * pre) * post;
             if (need_mask) {
               const int kv = base + n * 8 + 2 * tq + (e & 1);
               const int qi = qrow[mt][e >> 1];
@@ -277,6 +289,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
             s[mt][n][e] = x;
           }
         }
+      }
 
       // ---- online softmax (rows g and g + 8; a row's 4 threads are lanes 4g .. 4g + 3)
 #pragma unroll
@@ -288,19 +301,23 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
           for (int n = 0; n < kNS; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-          const float mu = mx == -INFINITY ? 0.f : mx;
-          const float corr = fast_exp2(m[mt][h] - mu);
+          // exp2((x - max) * scale) as one FFMA per element; m stays in logit units.
+          const float mu = (mx == -INFINITY ? 0.f : mx) * scale;
+          const float corr = fast_exp2(m[mt][h] * scale - mu);
           m[mt][h] = mx;
           float sum = 0.f;
 #pragma unroll
           for (int n = 0; n < kNS; ++n) {
-            s[mt][n][2 * h] = fast_exp2(s[mt][n][2 * h] - mu);
-            s[mt][n][2 * h + 1] = fast_exp2(s[mt][n][2 * h + 1] - mu);
+            s[mt][n][2 * h] = fast_exp2(fmaf(s[mt][n][2 * h], scale, -mu));
+            s[mt][n][2 * h + 1] = fast_exp2(fmaf(s[mt][n][2 * h + 1], scale, -mu));
             sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
           }
           l[mt][h] = l[mt][h] * corr + sum;
+          // Once the running max settles (most tiles of a long row), no row of the warp rescales.
+          if (__any_sync(0xffffffff, corr != 1.f)) {
 #pragma unroll
-          for (int n = 0; n < kNO; ++n) o[mt][n][2 * h] *= corr, o[mt][n][2 * h + 1] *= corr;
+            for (int n = 0; n < kNO; ++n) o[mt][n][2 * h] *= corr, o[mt][n][2 * h + 1] *= corr;
+          }
         }
 
       // ---- O += P V; each V fragment feeds kMT MMAs
@@ -317,7 +334,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
 #pragma unroll
         for (int dn = 0; dn < kNO / 2; ++dn) {
           uint32_t b[4];
-          ldmatrix_x4_trans(b, tv + swz<D>(kc * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), dn * 2 + (lane >> 4)));
+          ldmatrix_x4_trans(b, v_base + fv.at(kc, dn));
 #pragma unroll
           for (int mt = 0; mt < kMT; ++mt) {
             mma_16816<T>(o[mt][2 * dn], a[mt], b[0], b[1]);
@@ -360,7 +377,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
           for (int n = 0; n < kNO; ++n)
             *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * tq) =
                 pack2<T>(o[mt][n][2 * h] * inv, o[mt][n][2 * h + 1] * inv);
-          if (lse_dst && tq == 0) *lse_dst = sum > 0.f ? m[mt][h] + __log2f(sum) : -INFINITY;
+          if (lse_dst && tq == 0) *lse_dst = sum > 0.f ? m[mt][h] * scale + __log2f(sum) : -INFINITY;
         }
     } else {
       // Merge the KV warps' states through shared memory (the K/V stages are free now).
@@ -378,7 +395,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
 #pragma unroll
         for (int n = 0; n < kNO; ++n)
           *reinterpret_cast<float2*>(orow + n * 8 + 2 * tq) = make_float2(o[0][n][2 * h], o[0][n][2 * h + 1]);
-        if (tq == 0) sM[wk * 16 + r] = m[0][h], sL[wk * 16 + r] = sum;
+        if (tq == 0) sM[wk * 16 + r] = m[0][h] * scale, sL[wk * 16 + r] = sum;  // log2 units
       }
       __syncthreads();
       for (int i = tid; i < 16 * D; i += kNT) {
