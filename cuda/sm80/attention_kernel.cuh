@@ -44,7 +44,7 @@ struct Config {
   static constexpr int kSmemMerge = kWarpsKV * 16 * (D + 2) * 4;
   static_assert(kWarpsKV == 1 || kSmemMerge <= 2 * kStages * kSmemKVStage, "merge buffer fits in the K/V stages");
   static_assert(kKVW % 16 == 0 && D % 16 == 0 && D >= 64, "tile shape");
-  static_assert(kThreads % kChunks == 0 || kChunks % kThreads == 0, "loader shape");
+  static_assert(kThreads % kChunks == 0, "loader shape: each thread copies one chunk of its rows");
 };
 
 struct Job {
@@ -101,12 +101,11 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
   // Without a cap the scale is applied in the exponent (fused); with it, logits are transformed first.
   const float scale = cap ? 1.f : pre;
 
-  // K/V loader shape: each thread copies chunk lc0 (+ kChunkStep ...) of rows lr0 + i * kRowStep.
-  constexpr int kRowStep = kNT >= C::kChunks ? kNT / C::kChunks : 1;
-  constexpr int kChunkStep = kNT >= C::kChunks ? C::kChunks : kNT;
+  // K/V loader shape: each thread copies chunk lc0 of rows lr0 + i * kRowStep.
+  constexpr int kRowStep = kNT / C::kChunks;
   constexpr int kLoadRows = kKV / kRowStep;
   static_assert(kKV % kRowStep == 0, "loader rows");
-  const int lr0 = kNT >= C::kChunks ? tid / C::kChunks : 0;
+  const int lr0 = tid / C::kChunks;
   const int lc0 = tid % C::kChunks;
 
   for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
@@ -157,36 +156,34 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
         slots[i] = sl;
       }
     };
+    // Per-job loader constants: the thread's head/chunk base pointers and row step, and the swizzled
+    // shared offsets of its rows (constant when the row step is a multiple of 8).
+    const T* k_head = static_cast<const T*>(p.k) + int64_t(kvh) * p.k_stride_h + lc0 * 8;
+    const T* v_head = static_cast<const T*>(p.v) + int64_t(kvh) * p.v_stride_h + lc0 * 8;
+    const int64_t k_step = int64_t(kRowStep) * p.k_stride_tok, v_step = int64_t(kRowStep) * p.v_stride_tok;
     auto load_kv = [&](int t) {
-      const int stage = t % kStages;
-      T* dk = sK + stage * kKV * D;
-      T* dv = sV + stage * kKV * D;
+      const uint32_t stage_off = uint32_t((t % kStages) * kKV * D) * 2u;
+      const uint32_t dk = smem_addr(sK) + stage_off, dv = smem_addr(sV) + stage_off;
       const int base = tile_start + t * kKV;
       if (!kPrefetch) fetch_ids(t);
+      const int64_t tok0 = int64_t(job.kv_base + base + lr0);  // ragged: the row's token index
+      const T* gk = k_head + tok0 * p.k_stride_tok;
+      const T* gv = v_head + tok0 * p.v_stride_tok;
 #pragma unroll
       for (int i = 0; i < kLoadRows; ++i) {
         const int r = lr0 + i * kRowStep;
-        const int pos = base + r;
-        const bool ok = pos < kv_hi;
-        int64_t ok_k = 0, ok_v = 0;
-        if (ok) {
-          if (p.page_size > 0) {
-            ok_k = int64_t(ids[i]) * p.k_stride_page + int64_t(slots[i]) * p.k_stride_tok;
-            ok_v = int64_t(ids[i]) * p.v_stride_page + int64_t(slots[i]) * p.v_stride_tok;
-          } else {
-            ok_k = int64_t(job.kv_base + pos) * p.k_stride_tok;
-            ok_v = int64_t(job.kv_base + pos) * p.v_stride_tok;
-          }
-          ok_k += int64_t(kvh) * p.k_stride_h;
-          ok_v += int64_t(kvh) * p.v_stride_h;
+        const bool ok = base + r < kv_hi;
+        const T* sk = gk;
+        const T* sv = gv;
+        if (p.page_size > 0) {
+          sk = k_head + int64_t(ids[i]) * p.k_stride_page + int64_t(slots[i]) * p.k_stride_tok;
+          sv = v_head + int64_t(ids[i]) * p.v_stride_page + int64_t(slots[i]) * p.v_stride_tok;
         }
-        const T* gk = static_cast<const T*>(p.k) + ok_k;
-        const T* gv = static_cast<const T*>(p.v) + ok_v;
-#pragma unroll
-        for (int c = lc0; c < C::kChunks; c += kChunkStep) {
-          cp_async_16(dk + swz<D>(r, c), gk + c * 8, ok);
-          cp_async_16(dv + swz<D>(r, c), gv + c * 8, ok);
-        }
+        const uint32_t soff = uint32_t(swz<D>(r, lc0)) * 2u;
+        cp_async_16(dk + soff, ok ? sk : k_head, ok);
+        cp_async_16(dv + soff, ok ? sv : v_head, ok);
+        gk += k_step;
+        gv += v_step;
       }
     };
 #pragma unroll
