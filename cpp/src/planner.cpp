@@ -153,7 +153,9 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   p.work.reserve(njobs);
   for (int64_t b : order) {
     for (int64_t c = 0; c < splits[b]; ++c) {
-      for (int64_t t = 0; t < tiles[b]; ++t) {
+      for (int64_t i = 0; i < tiles[b]; ++i) {
+        // Causal: a request's last query tiles attend to the most keys, so they go first.
+        const int64_t t = opt.causal ? tiles[b] - 1 - i : i;
         PlanWorkItem w;
         w.request = int32_t(b), w.qo_tile = int32_t(t);
         w.kv_begin = int32_t(c * p.chunk_tokens);

@@ -66,6 +66,8 @@ __device__ __forceinline__ bool load_job(const AttnParams& p, int w, Job& j) {
   } else {
     const int chunk = w / p.implicit_qo_tiles;
     j.request = 0, j.qo_tile = w - chunk * p.implicit_qo_tiles;
+    // Causal: the last query tiles see the most keys; start them first so they do not form the tail.
+    if (p.causal) j.qo_tile = p.implicit_qo_tiles - 1 - j.qo_tile;
     j.qo_begin = 0, j.qo_len = p.single_qo_len, j.kv_len = p.single_kv_len, j.kv_base = 0, j.mask_offset = 0;
     j.kv_begin = chunk * p.implicit_chunk;
     j.kv_end = min(j.kv_len, j.kv_begin + p.implicit_chunk);
@@ -264,28 +266,33 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
                              (p.window_left >= 0 && base < qb + offset - p.window_left);
       if (cap || need_mask) {  // interior tiles without a cap skip this (scale is fused into exp2)
 #pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
+        for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-        for (int n = 0; n < kNS; ++n) {
+          for (int h = 0; h < 2; ++h) {
+            // Allowed keys of this row as one range [lo, hi] (bounds, causal, window), then bits.
+            const int qi = qrow[mt][h];
+            int lo = kv_lo, hi = kv_hi - 1;
+            if (p.causal) hi = min(hi, qi + offset);
+            if (p.window_left >= 0) lo = max(lo, qi + offset - p.window_left);
+            if (qi >= job.qo_len) hi = lo - 1;
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            float x = s[mt][n][e];
-            if (cap) x = tanhf(x * pre) * post;
-            if (need_mask) {
-              const int kv = base + n * 8 + 2 * tq + (e & 1);
-              const int qi = qrow[mt][e >> 1];
-              bool ok = kv < kv_hi && kv >= kv_lo && qi < job.qo_len;
-              if (p.causal) ok = ok && kv <= qi + offset;
-              if (p.window_left >= 0) ok = ok && kv >= qi + offset - p.window_left;
-              if (ok && p.mask_bits) {
-                const int64_t bit = job.mask_offset + int64_t(qi) * job.kv_len + kv;
-                ok = (p.mask_bits[bit >> 3] >> (bit & 7)) & 1;
+            for (int n = 0; n < kNS; ++n)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                float x = s[mt][n][2 * h + e];
+                if (cap) x = tanhf(x * pre) * post;
+                if (need_mask) {
+                  const int kv = base + n * 8 + 2 * tq + e;
+                  bool ok = kv >= lo && kv <= hi;
+                  if (ok && p.mask_bits) {
+                    const int64_t bit = job.mask_offset + int64_t(qi) * job.kv_len + kv;
+                    ok = (p.mask_bits[bit >> 3] >> (bit & 7)) & 1;
+                  }
+                  x = ok ? x : -INFINITY;
+                }
+                s[mt][n][2 * h + e] = x;
               }
-              if (!ok) x = -INFINITY;
-            }
-            s[mt][n][e] = x;
           }
-        }
       }
 
       // ---- online softmax (rows g and g + 8; a row's 4 threads are lanes 4g .. 4g + 3)
