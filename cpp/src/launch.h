@@ -103,11 +103,12 @@ struct AttnParams {
 
 // Tile shapes of the compiled kernels (shared by planner and instances).
 // kDecode: 16 packed rows, for few rows per request (decode: group size x 1 token).
-// kPrefill: 4 warps along the rows, 16 rows each, or 32 at head dim 128 (measured on H200: 2 MMA
-// tiles per warp won at D=128, 136 against 115 TFLOP/s, and lost at D=64 for lack of occupancy).
+// kPrefill: 4 warps along the rows, 32 rows each (16 at head dim 256, where O takes the registers).
+// Measured on H200, 2026-11-21: 32 rows per warp won at D=64 (282 against 255 TFLOP/s non-causal,
+// seqlen 8192) and D=128; at D=256, 8 warps x 16 rows lost to 4 x 16 (237 against 252).
 enum class AttnTile : int { kDecode = 0, kPrefill = 1 };
 constexpr int attn_tile_rows(AttnTile t, int head_dim) {
-  return t == AttnTile::kDecode ? 16 : (head_dim == 128 ? 128 : 64);
+  return t == AttnTile::kDecode ? 16 : (head_dim == 256 ? 64 : 128);
 }
 
 template <int kHeadDim, DType kDT, AttnTile kTile>
