@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from kvinfer.plan import plan_batch
+from kvinfer.plan import plan_batch, plan_decode
 
 
 def page_table(lens, page_size):
