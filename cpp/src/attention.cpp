@@ -277,6 +277,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
     p.page_size = po.page_size;
     p.k_stride_page = k.strides[0], p.v_stride_page = v.strides[0];
     p.kv_indices = static_cast<const int32_t*>(kv_indices->data);
+    p.num_pages = k.size(0);
   }
   auto* ws = static_cast<unsigned char*>(int_ws.data);
   p.num_work = reinterpret_cast<const int32_t*>(ws);

@@ -77,6 +77,7 @@ struct AttnParams {
   int64_t v_stride_page = 0, v_stride_tok = 0, v_stride_h = 0;
   int page_size = 0;                       // 0: contiguous / ragged KV (token offsets)
   const int32_t* kv_indices = nullptr;     // paged: page ids
+  int64_t num_pages = 0;                   // paged: ids outside [0, num_pages) give NaN rows, never reads
   void* o = nullptr;                       // [tokens, H_qo, D]
   int64_t o_stride_n = 0, o_stride_h = 0;
   float* lse = nullptr;                    // optional [tokens, H_qo]

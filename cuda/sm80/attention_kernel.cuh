@@ -144,6 +144,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
     // (The prefill tile loads them at use: four warps hide the latency, and registers are short there.)
     constexpr bool kPrefetch = kTile == AttnTile::kDecode;
     int ids[kLoadRows], slots[kLoadRows];
+    bool bad_page = false;  // a device page id outside [0, num_pages): the job's rows become NaN
     auto fetch_ids = [&](int t) {
       if (p.page_size <= 0) return;
       const int pos0 = tile_start + t * kKV + lr0;
@@ -154,7 +155,12 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
           sl += kRowStep;
           while (sl >= p.page_size) sl -= p.page_size, ++pg;
         }
-        ids[i] = pos0 + i * kRowStep < kv_hi ? __ldg(p.kv_indices + job.kv_base + pg) : 0;
+        // Branch-free: rows past the end read the request's first id (it has one: kv_hi > 0 here).
+        const bool in = pos0 + i * kRowStep < kv_hi;
+        const int id = __ldg(p.kv_indices + job.kv_base + (in ? pg : 0));
+        const bool ok = unsigned(id) < unsigned(p.num_pages);  // never read out of range
+        bad_page |= in && !ok;
+        ids[i] = ok ? id : 0;
         slots[i] = sl;
       }
     };
@@ -349,7 +355,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
     }
     cp_async_wait<0>();
 
-    // ---- epilogue: normalise, write rows (direct or partial), LSE
+    // ---- epilogue: normalise, write rows (direct or partial), LSE; NaN rows for corrupt page ids
+    // (device-resident indices cannot be checked on the host without a sync; this makes them visible).
+    const float poison = __syncthreads_or(bad_page) ? NAN : 0.f;
     auto row_dst = [&](int pr, T*& dst, float*& lse_dst) {
       const int qi = pr / group;
       const int head = kvh * group + pr % group;
@@ -380,8 +388,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
 #pragma unroll
           for (int n = 0; n < kNO; ++n)
             *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * tq) =
-                pack2<T>(o[mt][n][2 * h] * inv, o[mt][n][2 * h + 1] * inv);
-          if (lse_dst && tq == 0) *lse_dst = sum > 0.f ? m[mt][h] * scale + __log2f(sum) : -INFINITY;
+                pack2<T>(o[mt][n][2 * h] * inv + poison, o[mt][n][2 * h + 1] * inv + poison);
+          if (lse_dst && tq == 0) *lse_dst = (sum > 0.f ? m[mt][h] * scale + __log2f(sum) : -INFINITY) + poison;
         }
     } else {
       // Merge the KV warps' states through shared memory (the K/V stages are free now).
@@ -420,8 +428,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
         T* dst;
         float* lse_dst;
         row_dst(pr, dst, lse_dst);
-        dst[col] = from_float<T>(sum > 0.f ? acc / sum : 0.f);
-        if (lse_dst && col == 0) *lse_dst = sum > 0.f ? mu + __log2f(sum) : -INFINITY;
+        dst[col] = from_float<T>((sum > 0.f ? acc / sum : 0.f) + poison);
+        if (lse_dst && col == 0) *lse_dst = (sum > 0.f ? mu + __log2f(sum) : -INFINITY) + poison;
       }
     }
   }

@@ -144,6 +144,26 @@ def test_decode_validate_rejects_negative_page():
         w.run(randn(rng, (2, 2, d), dtype), kv.cache)
 
 
+def test_decode_corrupt_device_page_ids_give_nan_rows():
+    """Without validate=True, device page ids are not checked on the host: a corrupt id must never be
+    read out of range; the requests that use it come out NaN, the others are right."""
+    d, dtype = compiled()
+    rng = rng_for("corrupt_device_ids")
+    kv = PagedKV([5, 9, 3], 4, 1, d, dtype, "NHD", rng)
+    q = randn(rng, (3, 2, d), dtype)
+    indices = torch.from_numpy(kv.indices.copy()).to(q.device)
+    w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(workspace(), "NHD")
+    w.plan(kv.indptr, indices, kv.last_page_len, 2, 1, d, 4, q_data_type=DTYPES[dtype])
+    bad_page = int(kv.indptr[1])  # first page of request 1
+    for bad in (kv.num_pages + 1000, -7):
+        indices[bad_page] = bad  # corrupted after plan(): only the kernel can notice
+        o, s = w.run(q, kv.cache, return_lse=True)
+        torch.cuda.synchronize()
+        assert torch.isnan(o[1]).all() and torch.isnan(s[1]).all()
+        for b in (0, 2):
+            assert torch.isfinite(o[b].float()).all() and torch.isfinite(s[b]).all()
+
+
 # ---- paged / ragged prefill -------------------------------------------------------------------------
 
 # (qo_len, kv_len): kv >= qo for causal; the non-causal set also has qo > kv, kv 0 and qo 0.
