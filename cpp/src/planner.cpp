@@ -129,9 +129,10 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
       if (c == prev || c == best) continue;
       prev = c;
       const int64_t cc = cost(c);
-      // A different chunk must win by 10%: the model is coarse (no causal shapes, no partial-row
-      // traffic, which is large for prefill tiles), and splitting has costs it does not see.
-      if (c > best ? cc <= best_cost : cc * 10 < best_cost * 9) best = c, best_cost = cc;
+      // A shorter chunk must win by a margin: the model is coarse (no causal shapes, no partial-row
+      // traffic). Decode tiles write one partial row per head (3%); prefill tiles a tile of rows (10%).
+      const int64_t keep = decode_tile ? 97 : 90;
+      if (c > best ? cc <= best_cost : cc * 100 < best_cost * keep) best = c, best_cost = cc;
     }
     p.chunk_tokens = std::max<int64_t>(best, 1);
   }
