@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 import kvinfer
+from _common import (BATCH, WARMUP, calibrate_sleep, fmt, free_memory, lookup, print_notes, short,
+                     skip_without_gpu, time_us)
 
 PAGE_SIZE, HQ, HKV, HEAD_DIM = 16, 32, 8, 128
 DTYPE = torch.bfloat16
@@ -31,57 +33,10 @@ KV_LENS = (2048, 8192, 32768)
 QUICK = [(1, 32768), (16, 8192), (64, 2048)]
 KV_LIMIT_BYTES = 40e9  # configs whose KV cache is larger are skipped
 WORKSPACE_BYTES = 256 << 20
-WARMUP = 3
-BATCH = 10  # calls between two events
 PLAN_REPS = 50
 ATOL = 2e-2  # max abs error vs a float32 reference on two requests; above it the row is marked wrong
 # Spec HBM bandwidth (TB/s), matched against torch.cuda.get_device_name() in order; else unknown.
 SPEC_HBM_TBPS = [("H200", 4.8), ("H100 NVL", 3.9), ("H100 PCIe", 2.0), ("H100", 3.35)]
-
-_CYCLES_PER_US = 0.0
-
-
-def calibrate_sleep():
-    """GPU clock cycles per microsecond of torch.cuda._sleep (0 when it is not available)."""
-    global _CYCLES_PER_US
-    try:
-        torch.cuda._sleep(1000)
-        torch.cuda.synchronize()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        torch.cuda._sleep(2_000_000)
-        e.record()
-        torch.cuda.synchronize()
-        _CYCLES_PER_US = 2e6 / (s.elapsed_time(e) * 1e3)
-    except Exception:  # private API: time without it
-        _CYCLES_PER_US = 0.0
-
-
-def time_us(fn, sets, reps):
-    """Median per-call device time: each sample times BATCH back-to-back calls with CUDA events
-    (consecutive calls rotate input sets so small problems are not served from L2). A spin kernel
-    queued before each sample keeps the GPU busy while the host enqueues the BATCH calls, so calls
-    shorter than their host launch time are timed on the device, not at the host's pace."""
-    for i in range(WARMUP):
-        fn(*sets[i % len(sets)])
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for k in range(BATCH):
-        fn(*sets[k % len(sets)])
-    host_us = (time.perf_counter() - t0) * 1e6
-    torch.cuda.synchronize()
-    cycles = int(_CYCLES_PER_US * min(2 * host_us + 50, 50_000))
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    for i in range(reps):
-        if cycles:
-            torch.cuda._sleep(cycles)
-        starts[i].record()
-        for k in range(BATCH):
-            fn(*sets[(i * BATCH + k) % len(sets)])
-        ends[i].record()
-    torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)) * 1e3 / BATCH
 
 
 def copy_tbps(reps):
@@ -89,23 +44,6 @@ def copy_tbps(reps):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_merge import copy_gbps
     return copy_gbps(reps) / 1e3
-
-
-def spec_tbps(name):
-    for key, tbps in SPEC_HBM_TBPS:
-        if key in name:
-            return tbps
-    return None
-
-
-def free_memory():
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-
-
-def short(e, n=240):
-    msg = " ".join(str(e).split())
-    return (msg[:n] + "...") if len(msg) > n else msg
 
 
 def num_sets(nbytes):
@@ -147,7 +85,7 @@ def bench_kvinfer(batch, kv_len, nsets, reps, row):
     row["max_abs_err"] = err
     del out
 
-    row["kvinfer_us"] = time_us(lambda w, q, idx: w.run(q, cache), sets, reps)
+    row["kvinfer_us"] = time_us(lambda w, q, idx: w.run(q, cache), reps, sets)
 
     def plan():
         w.plan(indptr, idx, last, HQ, HKV, HEAD_DIM, PAGE_SIZE, q_data_type=DTYPE)
@@ -189,7 +127,7 @@ def try_peer(backend, sets, gqa, reps):
         return None, short(f"{type(e).__name__}: {e}" + ("; " + "; ".join(why[:2]) if why else ""), 300)
     try:
         with sdpa_kernel(backend):
-            return time_us(lambda q, k, v: sdpa_call(q, k, v, gqa), sets, reps), None
+            return time_us(lambda q, k, v: sdpa_call(q, k, v, gqa), reps, sets), None
     except Exception as e:
         return None, short(f"{type(e).__name__}: {e}")
 
@@ -288,19 +226,6 @@ def bench_config(batch, kv_len, reps, copy_bw, spec_bw):
     return row
 
 
-def print_notes(notes):
-    """Notes as (config label, text) pairs; configs with the same text share one line."""
-    grouped = {}
-    for label, text in notes:
-        grouped.setdefault(text, []).append(label)
-    if grouped:
-        print("\nNotes:\n" + "\n".join(f"- {text} [{'; '.join(labels)}]" for text, labels in grouped.items()))
-
-
-def fmt(x, spec):
-    return "n/a" if x is None else format(x, spec)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=10, help="timed batches per case (median taken)")
@@ -308,18 +233,13 @@ def main():
     parser.add_argument("--json", metavar="PATH", help="also write results here")
     args = parser.parse_args()
 
-    if not torch.cuda.is_available() or not kvinfer.cuda_available():
-        msg = "no CUDA device (torch.cuda.is_available() is False or kvinfer sees no GPU): decode benchmark skipped"
-        print(msg)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"skipped": msg, "rows": []}, f, indent=2)
+    if skip_without_gpu(args.json, "decode"):
         return 0
 
     calibrate_sleep()
     gpu = torch.cuda.get_device_name()
     copy_bw = copy_tbps(args.reps)
-    spec_bw = spec_tbps(gpu)
+    spec_bw = lookup(SPEC_HBM_TBPS, gpu)
     configs = QUICK if args.quick else [(b, n) for b in BATCHES for n in KV_LENS]
     t_start = time.perf_counter()
     rows = [bench_config(b, n, args.reps, copy_bw, spec_bw) for b, n in configs]

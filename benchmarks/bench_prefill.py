@@ -12,7 +12,6 @@ import argparse
 import datetime
 import json
 import math
-import statistics
 import sys
 import time
 import warnings
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 
 import kvinfer
+from _common import (BATCH, WARMUP, calibrate_sleep, fmt, free_memory, lookup, print_notes, short,
+                     skip_without_gpu, time_us)
 
 TOKENS = 16384
 SEQLENS = (512, 1024, 2048, 4096, 8192, 16384)
@@ -30,72 +31,10 @@ QUICK = [(512, 128, False), (4096, 128, True), (2048, 64, False)]  # (seqlen, he
 PAGED = {"batch": 8, "seqlen": 4096, "heads": 32, "head_dim": 128, "page_size": 16}
 DTYPE = torch.bfloat16
 WORKSPACE_BYTES = 256 << 20
-WARMUP = 3
-BATCH = 10  # calls between two events
 CHECK_ROWS = 64  # query rows checked against a float32 reference (the last of the last request)
 ATOL = 2e-2
 # Dense bf16 tensor-core peak (TFLOP/s, no sparsity), matched against the device name in order; else unknown.
 PEAK_BF16_TFLOPS = [("H200", 989.0), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.0)]
-
-_CYCLES_PER_US = 0.0
-
-
-def calibrate_sleep():
-    """GPU clock cycles per microsecond of torch.cuda._sleep (0 when it is not available)."""
-    global _CYCLES_PER_US
-    try:
-        torch.cuda._sleep(1000)
-        torch.cuda.synchronize()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        torch.cuda._sleep(2_000_000)
-        e.record()
-        torch.cuda.synchronize()
-        _CYCLES_PER_US = 2e6 / (s.elapsed_time(e) * 1e3)
-    except Exception:  # private API: time without it
-        _CYCLES_PER_US = 0.0
-
-
-def time_us(fn, reps):
-    """Median per-call device time: each sample times BATCH back-to-back calls with CUDA events. A spin
-    kernel queued before each sample keeps the GPU busy while the host enqueues the calls."""
-    for _ in range(WARMUP):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(BATCH):
-        fn()
-    host_us = (time.perf_counter() - t0) * 1e6
-    torch.cuda.synchronize()
-    cycles = int(_CYCLES_PER_US * min(2 * host_us + 50, 50_000))
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    for i in range(reps):
-        if cycles:
-            torch.cuda._sleep(cycles)
-        starts[i].record()
-        for _ in range(BATCH):
-            fn()
-        ends[i].record()
-    torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)) * 1e3 / BATCH
-
-
-def peak_tflops(name):
-    for key, tflops in PEAK_BF16_TFLOPS:
-        if key in name:
-            return tflops
-    return None
-
-
-def free_memory():
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-
-
-def short(e, n=240):
-    msg = " ".join(str(e).split())
-    return (msg[:n] + "...") if len(msg) > n else msg
 
 
 def flops(batch, seqlen, heads, head_dim, causal):
@@ -262,19 +201,6 @@ def bench_paged(causal, reps):
     return row
 
 
-def print_notes(notes):
-    """Notes as (config label, text) pairs; configs with the same text share one line."""
-    grouped = {}
-    for label, text in notes:
-        grouped.setdefault(text, []).append(label)
-    if grouped:
-        print("\nNotes:\n" + "\n".join(f"- {text} [{'; '.join(labels)}]" for text, labels in grouped.items()))
-
-
-def fmt(x, spec):
-    return "n/a" if x is None else format(x, spec)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=10, help="timed batches per case (median taken)")
@@ -283,17 +209,12 @@ def main():
     parser.add_argument("--json", metavar="PATH", help="also write results here")
     args = parser.parse_args()
 
-    if not torch.cuda.is_available() or not kvinfer.cuda_available():
-        msg = "no CUDA device (torch.cuda.is_available() is False or kvinfer sees no GPU): prefill benchmark skipped"
-        print(msg)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"skipped": msg, "rows": []}, f, indent=2)
+    if skip_without_gpu(args.json, "prefill"):
         return 0
 
     calibrate_sleep()
     gpu = torch.cuda.get_device_name()
-    peak = peak_tflops(gpu)
+    peak = lookup(PEAK_BF16_TFLOPS, gpu)
     configs = QUICK if args.quick else [(n, d, c) for c in (False, True) for d in HEAD_DIMS for n in SEQLENS]
     t_start = time.perf_counter()
     rows = [bench_config(n, d, c, args.reps, peak) for n, d, c in configs]
