@@ -115,7 +115,8 @@ def single_decode_with_kv_cache(q, k, v, kv_layout="NHD", pos_encoding_mode="NON
     r = single_prefill_with_kv_cache(q3, k, v, kv_layout=kv_layout, pos_encoding_mode=pos_encoding_mode,
                                      sm_scale=sm_scale, logits_soft_cap=logits_soft_cap, window_left=window_left,
                                      return_lse=return_lse, out=out3, lse=lse2, stream=stream)
+    # The caller's own out=/lse= objects come back as given (the kernel wrote them through the views).
     if return_lse:
         o, s = r
-        return o.reshape(shape), s.reshape(shape[:1])
-    return r.reshape(shape)
+        return (o.reshape(shape) if out is None else out), (s.reshape(shape[:1]) if lse is None else lse)
+    return r.reshape(shape) if out is None else out

@@ -18,7 +18,7 @@ from .mask import pack_custom_mask
 from .page import split_paged_kv_cache
 
 INT_WORKSPACE_BYTES = 8 << 20
-_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "half": 2}
+_DTYPE_BYTES = {"float16": 2, "bfloat16": 2}
 
 
 def _host_int32(x, name):
@@ -39,10 +39,18 @@ def _host_int32(x, name):
     return np.ascontiguousarray(x)
 
 
+def _dtype_name(dt):
+    """'float16' / 'bfloat16' / ... for a torch, numpy or string dtype (None stays None)."""
+    if dt is None:
+        return None
+    name = getattr(dt, "__name__", None) or str(dt).split(".")[-1]  # numpy scalar types are classes
+    return {"half": "float16", "bf16": "bfloat16", "fp16": "float16"}.get(name, name)
+
+
 def _dtype_bytes(dt):
     if dt is None:
         return 2
-    name = str(dt).split(".")[-1]
+    name = _dtype_name(dt)
     if name not in _DTYPE_BYTES:
         raise TypeError(f"q_data_type: expected float16 or bfloat16, got {dt}")
     return _DTYPE_BYTES[name]
@@ -98,9 +106,8 @@ class _BatchAttention:
                 raise ValueError("plan: causal, sm_scale, logits_soft_cap and window_left are fixed by the first "
                                  "plan() of a use_cuda_graph=True wrapper (a captured run() uses them)")
             self._graph_options = options
-        self._q_dtype_name = None if q_data_type is None else {"half": "float16"}.get(
-            str(q_data_type).split(".")[-1], str(q_data_type).split(".")[-1])
-        if kv_data_type is not None and q_data_type is not None and str(kv_data_type) != str(q_data_type):
+        self._q_dtype_name = _dtype_name(q_data_type)
+        if kv_data_type is not None and q_data_type is not None and _dtype_name(kv_data_type) != self._q_dtype_name:
             raise TypeError(f"kv_data_type: {kv_data_type} differs from q_data_type {q_data_type}; this build's "
                             "kernels take K/V in the query dtype")
         qo = _host_int32(qo_indptr, "qo_indptr")
