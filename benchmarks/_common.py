@@ -54,6 +54,14 @@ def time_us(fn, reps, sets=((),)):
     return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)) * 1e3 / BATCH
 
 
+def copy_gbps(reps):
+    """Device-to-device copy bandwidth of 1 GiB (read + write bytes), GB/s: the bandwidth ceiling."""
+    src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    us = time_us(lambda: dst.copy_(src), reps)
+    return 2 * src.numel() / us / 1e3
+
+
 def lookup(table, name):
     """The value of the first (key, value) of `table` whose key is in the device name, else None."""
     for key, value in table:

@@ -13,7 +13,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 import kvinfer
-from _common import (BATCH, WARMUP, calibrate_sleep, fmt, free_memory, lookup, print_notes, short,
+from _common import (BATCH, WARMUP, calibrate_sleep, copy_gbps, fmt, free_memory, lookup, print_notes, short,
                      skip_without_gpu, time_us)
 
 PAGE_SIZE, HQ, HKV, HEAD_DIM = 16, 32, 8, 128
@@ -38,12 +37,6 @@ ATOL = 2e-2  # max abs error vs a float32 reference on two requests; above it th
 # Spec HBM bandwidth (TB/s), matched against torch.cuda.get_device_name() in order; else unknown.
 SPEC_HBM_TBPS = [("H200", 4.8), ("H100 NVL", 3.9), ("H100 PCIe", 2.0), ("H100", 3.35)]
 
-
-def copy_tbps(reps):
-    """Device-to-device copy bandwidth (read + write bytes), bench_merge's measurement."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_merge import copy_gbps
-    return copy_gbps(reps) / 1e3
 
 
 def num_sets(nbytes):
@@ -238,7 +231,7 @@ def main():
 
     calibrate_sleep()
     gpu = torch.cuda.get_device_name()
-    copy_bw = copy_tbps(args.reps)
+    copy_bw = copy_gbps(args.reps) / 1e3
     spec_bw = lookup(SPEC_HBM_TBPS, gpu)
     configs = QUICK if args.quick else [(b, n) for b in BATCHES for n in KV_LENS]
     t_start = time.perf_counter()

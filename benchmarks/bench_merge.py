@@ -9,37 +9,17 @@ timed as a peer.
 import argparse
 import datetime
 import json
-import statistics
 import time
 
 import torch
 
 import kvinfer
+from _common import BATCH, WARMUP, calibrate_sleep, copy_gbps, skip_without_gpu, time_us
 
 SHAPES = [(8192, 32, 128), (16384, 32, 128), (65536, 8, 128), (4096, 64, 256), (32768, 16, 64)]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 NUM_STATES = 4
 L2_BYTES = 50 * 2**20  # H100
-WARMUP = 10
-
-
-BATCH = 10  # calls between two events: the GPU stays busy, so host overhead is not timed
-
-
-def time_us(fn, sets, reps):
-    """Median per-call device time: each sample times BATCH back-to-back calls with CUDA events
-    (consecutive calls rotate input sets so small problems are not served from L2)."""
-    for i in range(WARMUP):
-        fn(*sets[i % len(sets)])
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    for i in range(reps):
-        starts[i].record()
-        for k in range(BATCH):
-            fn(*sets[(i * BATCH + k) % len(sets)])
-        ends[i].record()
-    torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)) * 1e3 / BATCH
 
 
 def host_us_per_call(n=2000):
@@ -56,13 +36,6 @@ def host_us_per_call(n=2000):
     t1 = time.perf_counter()
     torch.cuda.synchronize()
     return (t1 - t0) / n * 1e6
-
-
-def copy_gbps(reps):
-    src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    us = time_us(lambda: dst.copy_(src), [()], reps)
-    return 2 * src.numel() / us / 1e3
 
 
 def kv_merge_state(v_a, s_a, v_b, s_b, out, lse_out):
@@ -123,6 +96,9 @@ def main():
     parser.add_argument("--reps", type=int, default=30, help="timed batches per case (median taken)")
     parser.add_argument("--json", metavar="PATH", help="also write results here")
     args = parser.parse_args()
+    if skip_without_gpu(args.json, "merge"):
+        return 0
+    calibrate_sleep()
 
     copy_bw = copy_gbps(args.reps)
     host_us = host_us_per_call()
@@ -131,7 +107,7 @@ def main():
         for shape in SHAPES:
             for op, num_states, fn in CASES:
                 sets, moved = make_sets(num_states, *shape, dtype)
-                us = time_us(fn, sets, args.reps)
+                us = time_us(fn, args.reps, sets)
                 del sets
                 rows.append({
                     "op": op, "dtype": dtype_name, "shape": list(shape),

@@ -115,6 +115,29 @@ void launch(const detail::AttnParams& p, DType dt, int tile_rows, int device, cu
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Merges token-major partial rows (q dtype; LSE fp32, both [rows, H, D] / [rows, H] contiguous)
+// into o/lse: row t takes partials t * splits .. + splits (uniform), or state_indptr[t] ..
+// state_indptr[t+1] (ragged; rows with none are left alone: they were written directly).
+void merge_partials(const TensorView& q, const TensorView& o, const TensorView* lse, const void* part_o,
+                    const float* part_lse, int64_t splits, const int32_t* state_indptr, int64_t num_partials,
+                    cudaStream_t stream) {
+  detail::MergeParams m;
+  m.seq = o.size(0), m.heads = q.size(1), m.head_dim = q.size(2), m.pair = false;
+  m.vec = 16 / dtype_bytes(q.dtype);
+  m.v_in[0] = part_o;
+  m.s_in[0] = part_lse;
+  const int64_t hd = q.size(1) * q.size(2), per_row = state_indptr ? 1 : splits;  // rows of partials per output row
+  m.v_in_stride[0][0] = per_row * hd, m.v_in_stride[0][1] = hd, m.v_in_stride[0][2] = q.size(2), m.v_in_stride[0][3] = 1;
+  m.s_in_stride[0][0] = per_row * q.size(1), m.s_in_stride[0][1] = q.size(1), m.s_in_stride[0][2] = 1;
+  m.num_states = splits;
+  m.state_indptr = state_indptr, m.num_partials = num_partials, m.skip_empty = state_indptr != nullptr;
+  m.v_out = o.data;
+  m.v_out_stride[0] = o.strides[0], m.v_out_stride[1] = o.strides[1], m.v_out_stride[2] = 1;
+  if (lse) m.s_out = static_cast<float*>(lse->data), m.s_out_stride[0] = lse->strides[0], m.s_out_stride[1] = lse->strides[1];
+  detail::DeviceGuard guard(q.device_id);
+  detail::dispatch_merge(q.dtype, m, stream);
+}
+
 }  // namespace
 
 int attention_ctas_per_sm(int head_dim, DType dtype, bool decode_tile, int device) {
@@ -194,21 +217,8 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
   }
   p.grid_x = p.implicit_qo_tiles * p.implicit_splits;
   launch(p, q.dtype, sp.tile_rows, q.device_id, stream);
-  if (sp.splits > 1) {  // merge the chunks: tmp [qo_len, splits, H, D] -> o
-    detail::MergeParams m;
-    m.seq = qo_len, m.heads = q.size(1), m.head_dim = q.size(2), m.num_states = sp.splits, m.pair = false;
-    m.vec = 16 / dtype_bytes(q.dtype);
-    m.v_in[0] = tmp_o->data;
-    m.s_in[0] = static_cast<const float*>(tmp_lse->data);
-    const int64_t hd = q.size(1) * q.size(2);
-    m.v_in_stride[0][0] = sp.splits * hd, m.v_in_stride[0][1] = hd, m.v_in_stride[0][2] = q.size(2), m.v_in_stride[0][3] = 1;
-    m.s_in_stride[0][0] = sp.splits * q.size(1), m.s_in_stride[0][1] = q.size(1), m.s_in_stride[0][2] = 1;
-    m.v_out = o.data;
-    m.v_out_stride[0] = o.strides[0], m.v_out_stride[1] = o.strides[1], m.v_out_stride[2] = 1;
-    if (lse) m.s_out = static_cast<float*>(lse->data), m.s_out_stride[0] = lse->strides[0], m.s_out_stride[1] = lse->strides[1];
-    detail::DeviceGuard guard(q.device_id);
-    detail::dispatch_merge(q.dtype, m, stream);
-  }
+  if (sp.splits > 1)  // tmp [qo_len, splits, H, D] -> o
+    merge_partials(q, o, lse, tmp_o->data, static_cast<const float*>(tmp_lse->data), sp.splits, nullptr, 0, stream);
 }
 
 void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView& k, const TensorView& v,
@@ -249,10 +259,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
       bad(std::string(k.name) + ": has " + std::to_string(k.size(ax.tok)) + " tokens, kv_indptr[-1] is " +
           std::to_string(need));
   }
-  int64_t mask_total = 0;
-  for (int64_t b = 0; b < plan.batch; ++b)
-    mask_total += int64_t(plan.qo_indptr[b + 1] - plan.qo_indptr[b]) * plan.kv_len[b];
-  check_mask(mask_bits, mask_total);
+  check_mask(mask_bits, plan.mask_bits);
   detail::expect_dtype(int_ws, {DType::kU8, DType::kI8});
   detail::expect_ndim(int_ws, 1, "[bytes]");
   if (int_ws.size(0) < plan.int_workspace_bytes)
@@ -292,24 +299,9 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   p.grid_x = plan.grid_x;
   launch(p, q.dtype, plan.tile_rows, q.device_id, stream);
   // Merge the split rows (graph mode: always launched, so the captured graph covers any plan).
-  if (plan.num_partials > 0 || graph) {
-    detail::MergeParams m;
-    m.seq = q.size(0), m.heads = q.size(1), m.head_dim = q.size(2), m.pair = false;
-    m.vec = 16 / dtype_bytes(q.dtype);
-    m.v_in[0] = p.partial_o;
-    m.s_in[0] = p.partial_lse;
-    const int64_t hd = q.size(1) * q.size(2);
-    m.v_in_stride[0][0] = m.v_in_stride[0][1] = hd, m.v_in_stride[0][2] = q.size(2), m.v_in_stride[0][3] = 1;
-    m.s_in_stride[0][0] = m.s_in_stride[0][1] = q.size(1), m.s_in_stride[0][2] = 1;
-    m.state_indptr = reinterpret_cast<const int32_t*>(ws + plan.off_merge_indptr);
-    m.num_partials = plan.partial_capacity;
-    m.skip_empty = true;
-    m.v_out = o.data;
-    m.v_out_stride[0] = o.strides[0], m.v_out_stride[1] = o.strides[1], m.v_out_stride[2] = 1;
-    if (lse) m.s_out = p.lse, m.s_out_stride[0] = lse->strides[0], m.s_out_stride[1] = lse->strides[1];
-    detail::DeviceGuard guard(q.device_id);
-    detail::dispatch_merge(q.dtype, m, stream);
-  }
+  if (plan.num_partials > 0 || graph)
+    merge_partials(q, o, lse, p.partial_o, p.partial_lse, 0,
+                   reinterpret_cast<const int32_t*>(ws + plan.off_merge_indptr), plan.partial_capacity, stream);
 }
 
 }  // namespace kvinfer

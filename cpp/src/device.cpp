@@ -3,12 +3,9 @@
 #include <string>
 
 #include "check.h"
-#include "kvinfer/tensor.h"
-
-#include <string>
-
 #include "kvinfer/errors.h"
 #include "kvinfer/runtime.h"
+#include "kvinfer/tensor.h"
 
 namespace kvinfer {
 namespace detail {

@@ -76,6 +76,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     max_rows = std::max(max_rows, qlen * group);
   }
   p.total_qo = p.qo_indptr[batch];
+  p.mask_bits = mask_bits;
   if (kv_indices) {
     const int64_t need = kv_indptr[batch];
     if (num_kv_indices < need)

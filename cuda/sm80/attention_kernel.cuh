@@ -27,7 +27,7 @@ struct Config {
   static constexpr int kWarpsKV = kDecode ? 4 : 1;
   static constexpr int kWarps = kWarpsQ * kWarpsKV;
   static constexpr int kThreads = kWarps * 32;
-  // 16-row MMA tiles per warp (attn_tile_rows): two in the D=128 prefill tile, where each K/V
+  // 16-row MMA tiles per warp (attn_tile_rows): two in the D=64/128 prefill tile, where each K/V
   // fragment read from shared memory then feeds two MMAs.
   static constexpr int kRows = attn_tile_rows(kTile, D);
   static constexpr int kMT = kRows / (kWarpsQ * 16);
@@ -53,7 +53,7 @@ struct Job {
   int64_t mask_offset;
 };
 
-__device__ __forceinline__ bool load_job(const AttnParams& p, int w, Job& j) {
+__device__ __forceinline__ void load_job(const AttnParams& p, int w, Job& j) {
   if (p.work) {
     const AttnWorkItem it = p.work[w];
     j.request = it.request, j.qo_tile = it.qo_tile, j.kv_begin = it.kv_begin, j.kv_end = it.kv_end;
@@ -74,7 +74,6 @@ __device__ __forceinline__ bool load_job(const AttnParams& p, int w, Job& j) {
     j.splits = p.implicit_splits;
     j.partial = p.implicit_splits > 1 ? chunk : -1;
   }
-  return true;
 }
 
 template <int D, typename T, AttnTile kTile>

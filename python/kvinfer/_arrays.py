@@ -24,6 +24,12 @@ def framework_of(x):
     raise TypeError(f"expected an array (an object with __dlpack__), got {type(x).__name__}")
 
 
+def on_host(x):
+    """True for host memory (numpy, CPU torch tensors)."""
+    fw = framework_of(x)
+    return fw == "numpy" or (fw == "torch" and not x.is_cuda)
+
+
 def _stream_handle(stream):
     if isinstance(stream, int):
         return stream
@@ -100,6 +106,14 @@ class Call:
             x.block_until_ready()
             return x.__dlpack__()
         return self.arg(x, name, writable=True)
+
+    def upload(self, host, dst=None, name="array"):
+        """Async copy of a host numpy array to the device (into `dst`, or a new array like self.ref)."""
+        from . import _C
+        if dst is None:
+            dst = self.empty(host.shape, host.dtype.name)
+        _C.copy_async(self.dest(dst, name, True), host, self.stream)
+        return dst
 
     def finish(self):
         """JAX does not know kvinfer's stream: wait for it before handing results back."""

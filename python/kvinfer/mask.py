@@ -30,9 +30,4 @@ def pack_custom_mask(mask, c=None, expect=None):
         import jax.numpy as jnp
         return jnp.packbits(mask.reshape(-1).astype(jnp.bool_), bitorder="little")
     packed = np.packbits(np.asarray(mask).reshape(-1).astype(bool), bitorder="little")
-    if c is not None and c.fw != "numpy":
-        out = c.empty(packed.shape, "uint8")
-        from . import _C
-        _C.copy_async(c.dest(out, "packed_custom_mask", True), packed, c.stream)
-        return out
-    return packed
+    return c.upload(packed, name="packed_custom_mask") if c is not None and c.fw != "numpy" else packed

@@ -12,7 +12,7 @@ Workspaces are device uint8 arrays of a framework with mutable arrays (torch, cu
 import numpy as np
 
 from . import _C
-from ._arrays import Call, framework_of
+from ._arrays import Call, framework_of, on_host
 from .attention import _MIN_CHUNK_TOKENS, _check_pos_encoding, _device_index, _options, _target_ctas
 from .mask import pack_custom_mask
 from .page import split_paged_kv_cache
@@ -36,6 +36,14 @@ def _host_int32(x, name):
     x = np.asarray(x)
     if x.dtype != np.int32:
         raise TypeError(f"{name}: expected int32 indices, got {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def _host_uint8(x):
+    """Host uint8 numpy array of a packed mask given on the host."""
+    x = x.numpy() if framework_of(x) == "torch" else np.asarray(x)
+    if x.dtype != np.uint8:
+        raise TypeError(f"packed_custom_mask: expected uint8 bits, got {x.dtype}")
     return np.ascontiguousarray(x)
 
 
@@ -70,8 +78,7 @@ class _BatchAttention:
             raise TypeError("float_workspace_buffer: expected a device array of torch or cupy (the wrappers write "
                             "into their workspaces; JAX arrays are immutable: use the single_* functions)")
         self._float_ws = float_workspace_buffer
-        self._ws_call = Call(float_workspace_buffer)
-        self._int_ws = self._ws_call.empty((int_workspace_bytes,), "uint8")
+        self._int_ws = Call(float_workspace_buffer).empty((int_workspace_bytes,), "uint8")
         self._layout = kv_layout
         self._graph = bool(use_cuda_graph)
         self._capacity_batch = int(capacity_batch)
@@ -96,7 +103,7 @@ class _BatchAttention:
                  page_size, causal, pos_encoding_mode, window_left, logits_soft_cap, sm_scale, q_data_type,
                  kv_data_type, custom_mask, packed_custom_mask, validate, stream):
         _check_pos_encoding(pos_encoding_mode)
-        options = (bool(causal), _options(sm_scale, logits_soft_cap, window_left))
+        options = (bool(causal),) + _options(sm_scale, logits_soft_cap, window_left)
         if self._graph:
             # The captured kernels bake in these options; only lengths and page tables may change.
             if custom_mask is not None or packed_custom_mask is not None:
@@ -114,8 +121,7 @@ class _BatchAttention:
         kvp = _host_int32(kv_indptr, "kv_indptr")
         last = _host_int32(kv_last_page_len, "kv_last_page_len")
         host_indices = None
-        if self._paged and (validate or framework_of(kv_indices) == "numpy" or
-                            (framework_of(kv_indices) == "torch" and not kv_indices.is_cuda)):
+        if self._paged and (validate or on_host(kv_indices)):
             host_indices = _host_int32(kv_indices, "kv_indices")
         c = Call(self._float_ws, stream)
         target = _target_ctas(_device_index(self._float_ws), int(head_dim), q_data_type or "float16",
@@ -131,33 +137,26 @@ class _BatchAttention:
         _C.upload_plan(self._plan, c.dest(self._int_ws, "int_workspace", True), c.stream)
         if self._paged:
             self._indices = self._stage_indices(kv_indices, host_indices, c)
-        self._causal = bool(causal)
-        self._sm, self._cap, self._wl = _options(sm_scale, logits_soft_cap, window_left)
+        self._causal, self._sm, self._cap, self._wl = options
         if custom_mask is not None and packed_custom_mask is None:
             packed_custom_mask = pack_custom_mask(custom_mask, c)
-        if packed_custom_mask is not None and framework_of(packed_custom_mask) == "numpy":
-            packed_custom_mask = pack_custom_mask(np.unpackbits(packed_custom_mask, bitorder="little").astype(bool), c)
+        if packed_custom_mask is not None and on_host(packed_custom_mask):
+            packed_custom_mask = c.upload(_host_uint8(packed_custom_mask), name="packed_custom_mask")
         self._mask = packed_custom_mask
 
     def _stage_indices(self, kv_indices, host_indices, c):
         """Device page ids: the caller's device array, or a copy (graph mode: into the fixed buffer)."""
-        src = kv_indices
-        fw = framework_of(src)
-        if fw == "numpy" or (fw == "torch" and not src.is_cuda):
-            src = host_indices if host_indices is not None else _host_int32(kv_indices, "kv_indices")
         if self._graph:
-            n = int(src.shape[0])
+            n = int(kv_indices.shape[0])
             if n > int(self._indices_buf.shape[0]):
                 raise ValueError(f"kv_indices: {n} pages exceed paged_kv_indices_buffer ({self._indices_buf.shape[0]})")
-            if src is not self._indices_buf:
-                _C.copy_async(c.dest(self._indices_buf, "paged_kv_indices_buffer", True), c.arg(src, "kv_indices"),
+            if host_indices is not None:
+                c.upload(host_indices, self._indices_buf, "paged_kv_indices_buffer")
+            elif kv_indices is not self._indices_buf:
+                _C.copy_async(c.dest(self._indices_buf, "paged_kv_indices_buffer", True), c.arg(kv_indices, "kv_indices"),
                               c.stream)
             return self._indices_buf
-        if isinstance(src, np.ndarray):
-            dev = c.empty(src.shape, "int32")
-            _C.copy_async(c.dest(dev, "kv_indices", True), src, c.stream)
-            return dev
-        return src
+        return c.upload(host_indices, name="kv_indices") if host_indices is not None else kv_indices
 
     def _run(self, q, k, v, out, lse, return_lse, stream):
         if self._plan is None:

@@ -53,6 +53,7 @@ struct AttnPlan {
   std::vector<int32_t> kv_begin;        // [batch]: first page (paged) or token (ragged)
   std::vector<int32_t> kv_len;          // [batch]
   std::vector<int64_t> mask_offset;     // [batch]: bit offset of each request's [qo, kv] mask
+  int64_t mask_bits = 0;                // bits a custom mask of this batch has (all requests)
   std::vector<int32_t> merge_indptr;    // [rows + 1]: partial rows of each query token (empty: unsplit)
   int64_t num_partials = 0;
   int64_t max_kv_index = -1;            // validate=True: largest page id / token index referenced
