@@ -19,7 +19,7 @@ DTYPES = {"fp16": "kF16", "bf16": "kBF16", "fp32": "kF32"}
 ATTN_DTYPES = ("fp16", "bf16")
 MERGE_DTYPES = ("fp16", "bf16", "fp32")   # merge kernels also take fp32 partial outputs
 KNOWN_ARCHS = ("80", "86", "89", "90", "90a")
-FAMILIES = ("merge", "append_kv", "attention")
+FAMILIES = ("merge", "append_kv", "attention", "attention_sm90")
 
 
 def split_list(s):
@@ -77,6 +77,27 @@ def attention_instances(archs, head_dims, dtypes):
     return out
 
 
+def attention_sm90_instances(archs, head_dims, dtypes):
+    """Hopper attention (cuda/sm90, wgmma + setmaxnreg: sm_90a only): one instance per (head dim,
+    dtype), built when 90a is among the archs. Causal, window, soft cap, scale, layout and paging
+    are run-time parameters; custom masks run on the FA2-class kernels."""
+    if "90a" not in archs:
+        return []
+    out = []
+    for d in head_dims:
+        for dt in dtypes:
+            out.append(dict(
+                family="attention_sm90",
+                name=f"attention_sm90_d{d}_{dt}",
+                params={"backend": "fa3", "head_dim": d, "dtype": dt},
+                archs=["90a"],
+                include="sm90/attention_launch.cuh",
+                instantiate=f"template cudaError_t launch_attention_sm90<{d}, DType::{DTYPES[dt]}>(const AttnParams&, cudaStream_t);",
+                dispatch=f"KVINFER_ATTENTION_SM90_INSTANCE({d}, DType::{DTYPES[dt]})",
+            ))
+    return out
+
+
 def build_manifest(archs, head_dims, dtypes):
     for a in archs:
         if a not in KNOWN_ARCHS:
@@ -87,7 +108,8 @@ def build_manifest(archs, head_dims, dtypes):
     for h in head_dims:
         if h not in (64, 128, 256):
             sys.exit(f"manifest: head dim {h} in KVINFER_HEAD_DIMS is not supported (64, 128, 256)")
-    return merge_instances(archs) + append_kv_instances(archs) + attention_instances(archs, head_dims, dtypes)
+    return (merge_instances(archs) + append_kv_instances(archs) + attention_instances(archs, head_dims, dtypes)
+            + attention_sm90_instances(archs, head_dims, dtypes))
 
 
 def write_if_changed(path, text):

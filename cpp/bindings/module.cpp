@@ -53,6 +53,18 @@ kvinfer::KVLayout parse_layout(const std::string& s) {
   throw kvinfer::Error(kvinfer::ErrorKind::kValueError, "kv_layout: expected \"NHD\" or \"HND\", got \"" + s + "\"");
 }
 
+kvinfer::AttnBackend parse_backend(const std::string& s) {
+  if (s == "fa2") return kvinfer::AttnBackend::kFA2;
+  if (s == "fa3") return kvinfer::AttnBackend::kFA3;
+  throw kvinfer::Error(kvinfer::ErrorKind::kValueError, "backend: expected \"fa2\" or \"fa3\", got \"" + s + "\"");
+}
+
+kvinfer::DType parse_attn_dtype(const std::string& s) {
+  if (s == "float16" || s == "half") return kvinfer::DType::kF16;
+  if (s == "bfloat16") return kvinfer::DType::kBF16;
+  throw kvinfer::Error(kvinfer::ErrorKind::kTypeError, "q_data_type: expected float16 or bfloat16, got " + s);
+}
+
 }  // namespace
 
 NB_MODULE(_C, m) {
@@ -158,6 +170,9 @@ NB_MODULE(_C, m) {
       .def_ro("tile_rows", &kvinfer::AttnPlan::tile_rows)
       .def_ro("chunk_tokens", &kvinfer::AttnPlan::chunk_tokens)
       .def_ro("grid_x", &kvinfer::AttnPlan::grid_x)
+      .def_prop_ro("backend", [](const kvinfer::AttnPlan& p) {
+        return p.options.backend == kvinfer::AttnBackend::kFA3 ? "fa3" : "fa2";
+      })
       .def_ro("num_partials", &kvinfer::AttnPlan::num_partials)
       .def_ro("partial_capacity", &kvinfer::AttnPlan::partial_capacity)
       .def_ro("int_workspace_bytes", &kvinfer::AttnPlan::int_workspace_bytes)
@@ -185,8 +200,11 @@ NB_MODULE(_C, m) {
       [](const OptArray& qo_indptr, const Array& kv_indptr, const OptArray& kv_last_page_len,
          const OptArray& kv_indices, int num_qo_heads, int num_kv_heads, int head_dim, int page_size, bool causal,
          int tile_rows, int target_ctas, int min_chunk_tokens, bool allow_split, int out_elem_bytes,
-         int64_t capacity_batch, int64_t capacity_rows, int fixed_grid, int64_t int_ws_bytes, int64_t float_ws_bytes) {
+         int64_t capacity_batch, int64_t capacity_rows, int fixed_grid, int64_t int_ws_bytes, int64_t float_ws_bytes,
+         const std::string& backend, int64_t capacity_pages) {
         kvinfer::PlanOptions o;
+        o.backend = parse_backend(backend);
+        o.capacity_pages = capacity_pages;
         o.num_qo_heads = num_qo_heads, o.num_kv_heads = num_kv_heads, o.head_dim = head_dim;
         o.page_size = page_size, o.causal = causal, o.tile_rows = tile_rows, o.target_ctas = target_ctas;
         o.min_chunk_tokens = min_chunk_tokens, o.allow_split = allow_split, o.out_elem_bytes = out_elem_bytes;
@@ -204,7 +222,7 @@ NB_MODULE(_C, m) {
       nb::arg("page_size"), nb::arg("causal"), nb::arg("tile_rows"), nb::arg("target_ctas"),
       nb::arg("min_chunk_tokens"), nb::arg("allow_split"), nb::arg("out_elem_bytes"), nb::arg("capacity_batch"),
       nb::arg("capacity_rows"), nb::arg("fixed_grid"), nb::arg("int_workspace_bytes"),
-      nb::arg("float_workspace_bytes"));
+      nb::arg("float_workspace_bytes"), nb::arg("backend") = "fa2", nb::arg("capacity_pages") = 0);
 
   m.def(
       "upload_plan",
@@ -215,23 +233,26 @@ NB_MODULE(_C, m) {
 
   m.def(
       "plan_single",
-      [](int64_t qo_len, int64_t kv_len, int hq, int hkv, int head_dim, int target_ctas, int min_chunk_tokens) {
-        const kvinfer::SinglePlan sp =
-            kvinfer::plan_single(qo_len, kv_len, hq, hkv, head_dim, target_ctas, min_chunk_tokens);
-        return nb::make_tuple(sp.tile_rows, sp.splits, sp.chunk_tokens, sp.tmp_rows);
+      [](int64_t qo_len, int64_t kv_len, int hq, int hkv, int head_dim, int target_ctas, int min_chunk_tokens,
+         const std::string& backend) {
+        const kvinfer::SinglePlan sp = kvinfer::plan_single(qo_len, kv_len, hq, hkv, head_dim, target_ctas,
+                                                            min_chunk_tokens, parse_backend(backend));
+        return nb::make_tuple(sp.tile_rows, sp.splits, sp.chunk_tokens, sp.tmp_rows, sp.grid_x);
       },
       nb::arg("qo_len"), nb::arg("kv_len"), nb::arg("num_qo_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
-      nb::arg("target_ctas"),
-      nb::arg("min_chunk_tokens"));
+      nb::arg("target_ctas"), nb::arg("min_chunk_tokens"), nb::arg("backend") = "fa2");
+
+  m.def(
+      "attention_sm90_available",
+      [](int head_dim, const std::string& dtype, int device) {
+        return kvinfer::attention_sm90_available(head_dim, parse_attn_dtype(dtype), device);
+      },
+      nb::arg("head_dim"), nb::arg("dtype"), nb::arg("device"));
 
   m.def(
       "attention_ctas_per_sm",
       [](int head_dim, const std::string& dtype, bool decode_tile, int device) {
-        kvinfer::DType dt;
-        if (dtype == "float16" || dtype == "half") dt = kvinfer::DType::kF16;
-        else if (dtype == "bfloat16") dt = kvinfer::DType::kBF16;
-        else throw kvinfer::Error(kvinfer::ErrorKind::kTypeError, "q_data_type: expected float16 or bfloat16, got " + dtype);
-        return kvinfer::attention_ctas_per_sm(head_dim, dt, decode_tile, device);
+        return kvinfer::attention_ctas_per_sm(head_dim, parse_attn_dtype(dtype), decode_tile, device);
       },
       nb::arg("head_dim"), nb::arg("dtype"), nb::arg("decode_tile"), nb::arg("device"));
 
@@ -240,12 +261,14 @@ NB_MODULE(_C, m) {
       "single_attention",
       [](const Array& q, const Array& k, const Array& v, const Array& o, const OptArray& lse, const OptArray& mask,
          const std::string& kv_layout, bool causal, int window_left, float sm_scale, float soft_cap, int tile_rows,
-         int splits, int64_t chunk_tokens, const OptArray& tmp_o, const OptArray& tmp_lse, uintptr_t stream) {
+         int splits, int64_t chunk_tokens, const OptArray& tmp_o, const OptArray& tmp_lse, uintptr_t stream,
+         const std::string& backend, int grid_x) {
         kvinfer::AttentionOptions opt;
         opt.layout = parse_layout(kv_layout), opt.causal = causal, opt.window_left = window_left;
         opt.sm_scale = sm_scale, opt.logits_soft_cap = soft_cap;
         kvinfer::SinglePlan sp;
         sp.tile_rows = tile_rows, sp.splits = splits, sp.chunk_tokens = chunk_tokens;
+        sp.backend = parse_backend(backend), sp.grid_x = grid_x;
         const TensorView qv = view(q, "q"), kv = view(k, "k"), vv = view(v, "v"), ov = view(o, "out");
         TensorView s1, s2, s3, s4;
         const TensorView* lp = view(lse, "lse", &s1);
@@ -257,7 +280,7 @@ NB_MODULE(_C, m) {
       nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("out"), nb::arg("lse").none(), nb::arg("mask").none(),
       nb::arg("kv_layout"), nb::arg("causal"), nb::arg("window_left"), nb::arg("sm_scale"), nb::arg("soft_cap"),
       nb::arg("tile_rows"), nb::arg("splits"), nb::arg("chunk_tokens"), nb::arg("tmp_o").none(),
-      nb::arg("tmp_lse").none(), nb::arg("stream"));
+      nb::arg("tmp_lse").none(), nb::arg("stream"), nb::arg("backend") = "fa2", nb::arg("grid_x") = 0);
 
   m.def(
       "batch_attention",

@@ -107,10 +107,24 @@ void check_mask(const TensorView* mask_bits, int64_t bits) {
         std::to_string(need) + " (" + std::to_string(bits) + " bits)");
 }
 
-void launch(const detail::AttnParams& p, DType dt, int tile_rows, int device, cudaStream_t stream) {
+void launch(const detail::AttnParams& p, DType dt, AttnBackend backend, int tile_rows, int device,
+            cudaStream_t stream) {
   detail::DeviceGuard guard(device);
+  if (backend == AttnBackend::kFA3) {
+    if (!detail::has_attention_sm90(p.head_dim, dt) || detail::device_cc(device) != 90)
+      fail(ErrorKind::kNotCompiled, "backend FA3: the sm_90a kernels for head_dim " + std::to_string(p.head_dim) +
+                                        " / " + dtype_name(dt) + " are not in this build or the device is not sm90");
+    detail::dispatch_attention_sm90(p.head_dim, dt, p, stream);
+    return;
+  }
   detail::dispatch_attention(p.head_dim, dt, tile_rows == 16 ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill,
                              p, stream);
+}
+
+// The FA3 kernels take no custom mask (the FA2-class kernels do).
+void check_fa3_options(AttnBackend backend, const TensorView* mask_bits) {
+  if (backend == AttnBackend::kFA3 && mask_bits)
+    bad("packed_custom_mask: custom masks run on the FA2 backend only (plan with backend=\"fa2\" or \"auto\")");
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -140,6 +154,10 @@ void merge_partials(const TensorView& q, const TensorView& o, const TensorView* 
 
 }  // namespace
 
+bool attention_sm90_available(int head_dim, DType dtype, int device) {
+  return detail::has_attention_sm90(head_dim, dtype) && detail::device_cc(device) == 90;
+}
+
 int attention_ctas_per_sm(int head_dim, DType dtype, bool decode_tile, int device) {
   detail::DeviceGuard guard(device);
   return detail::dispatch_attention_ctas_per_sm(head_dim, dtype,
@@ -147,10 +165,13 @@ int attention_ctas_per_sm(int head_dim, DType dtype, bool decode_tile, int devic
 }
 
 SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num_kv_heads, int head_dim,
-                       int target_ctas, int min_chunk_tokens) {
+                       int target_ctas, int min_chunk_tokens, AttnBackend backend) {
   SinglePlan sp;
+  sp.backend = backend;
   const int64_t group = num_kv_heads > 0 ? num_qo_heads / num_kv_heads : 1;
-  sp.tile_rows = qo_len * group <= 16 ? 16 : detail::attn_tile_rows(detail::AttnTile::kPrefill, head_dim);
+  sp.tile_rows = backend == AttnBackend::kFA3 ? detail::kSm90TileRows
+                 : qo_len * group <= 16       ? 16
+                                              : detail::attn_tile_rows(detail::AttnTile::kPrefill, head_dim);
   const int64_t ctas = ceil_div(qo_len * group, sp.tile_rows) * num_kv_heads;
   sp.chunk_tokens = std::max<int64_t>(kv_len, 1);
   // Split the KV when the query tiles alone leave most of the GPU idle (decode, short prefill over a
@@ -163,6 +184,7 @@ SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num
     }
   }
   sp.tmp_rows = sp.splits > 1 ? qo_len * sp.splits : 0;
+  sp.grid_x = int(std::max<int64_t>(1, std::min<int64_t>(ctas * sp.splits, std::max(1, target_ctas))));
   return sp;
 }
 
@@ -197,8 +219,11 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
         if (t->strides[i] != want) bad(std::string(t->name) + ": must be contiguous");
       }
   }
-  if (sp.tile_rows != 16 && sp.tile_rows != detail::attn_tile_rows(detail::AttnTile::kPrefill, q.size(2)))
+  const bool fa3 = sp.backend == AttnBackend::kFA3;
+  if (fa3 ? sp.tile_rows != detail::kSm90TileRows
+          : sp.tile_rows != 16 && sp.tile_rows != detail::attn_tile_rows(detail::AttnTile::kPrefill, q.size(2)))
     bad("plan: tile_rows does not match a compiled tile for this head_dim");
+  check_fa3_options(sp.backend, mask_bits);
   detail::expect_cuda_same_device({&q, &k, &v, &o, lse, mask_bits, tmp_o, tmp_lse});
   if (qo_len == 0 || q.size(1) == 0) return;
 
@@ -215,8 +240,8 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
   if (sp.splits > 1) {
     p.partial_o = tmp_o->data, p.partial_lse = static_cast<float*>(tmp_lse->data);
   }
-  p.grid_x = p.implicit_qo_tiles * p.implicit_splits;
-  launch(p, q.dtype, sp.tile_rows, q.device_id, stream);
+  p.grid_x = fa3 ? sp.grid_x : p.implicit_qo_tiles * p.implicit_splits;
+  launch(p, q.dtype, sp.backend, sp.tile_rows, q.device_id, stream);
   if (sp.splits > 1)  // tmp [qo_len, splits, H, D] -> o
     merge_partials(q, o, lse, tmp_o->data, static_cast<const float*>(tmp_lse->data), sp.splits, nullptr, 0, stream);
 }
@@ -260,6 +285,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
           std::to_string(need));
   }
   check_mask(mask_bits, plan.mask_bits);
+  check_fa3_options(po.backend, mask_bits);
   detail::expect_dtype(int_ws, {DType::kU8, DType::kI8});
   detail::expect_ndim(int_ws, 1, "[bytes]");
   if (int_ws.size(0) < plan.int_workspace_bytes)
@@ -296,8 +322,16 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   auto* fws = static_cast<unsigned char*>(float_ws.data);
   p.partial_o = fws;
   p.partial_lse = reinterpret_cast<float*>(fws + plan.off_partial_lse);
+  if (po.backend == AttnBackend::kFA3 && paged) {
+    p.num_requests = reinterpret_cast<const int32_t*>(ws + 4);
+    p.req_bad = reinterpret_cast<int32_t*>(ws + plan.off_req_bad);
+    p.page_off_k = reinterpret_cast<int64_t*>(ws + plan.off_page_off);
+    // K and V offsets share one array when their page strides agree (views of one cache).
+    p.page_off_v = p.k_stride_page == p.v_stride_page ? p.page_off_k : p.page_off_k + plan.page_off_capacity;
+    p.batch_capacity = int(graph ? po.capacity_batch : plan.batch);
+  }
   p.grid_x = plan.grid_x;
-  launch(p, q.dtype, plan.tile_rows, q.device_id, stream);
+  launch(p, q.dtype, po.backend, plan.tile_rows, q.device_id, stream);
   // Merge the split rows (graph mode: always launched, so the captured graph covers any plan).
   if (plan.num_partials > 0 || graph)
     merge_partials(q, o, lse, p.partial_o, p.partial_lse, 0,

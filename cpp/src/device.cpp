@@ -1,5 +1,6 @@
 #include "device.h"
 
+#include <atomic>
 #include <string>
 
 #include "check.h"
@@ -23,6 +24,20 @@ DeviceGuard::DeviceGuard(int device) {
 
 DeviceGuard::~DeviceGuard() {
   if (prev_ >= 0) cudaSetDevice(prev_);
+}
+
+int device_cc(int device) {
+  static std::atomic<int> cache[64] = {};  // 0: not read yet
+  if (device < 0) return 0;
+  if (device < 64 && cache[device].load(std::memory_order_relaxed)) return cache[device].load(std::memory_order_relaxed);
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  if (device < 64) cache[device].store(major * 10 + minor, std::memory_order_relaxed);
+  return major * 10 + minor;
 }
 
 }  // namespace detail

@@ -7,6 +7,9 @@ namespace kvinfer::detail {
 // Throws Error(kCudaError) naming `what` if `e` is not cudaSuccess.
 void check_cuda(cudaError_t e, const char* what);
 
+// Compute capability of `device` as major * 10 + minor (cached per device; 0 if it cannot be read).
+int device_cc(int device);
+
 // Makes `device` current for the lifetime of the guard, so kernels run where their arrays live.
 class DeviceGuard {
  public:

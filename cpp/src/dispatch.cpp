@@ -65,4 +65,29 @@ int dispatch_attention_ctas_per_sm(int head_dim, DType dtype, AttnTile tile) {
   return n;
 }
 
+bool has_attention_sm90(int head_dim, DType dtype) {
+  bool found = false;
+#define KVINFER_ATTENTION_SM90_INSTANCE(d, dt) found = found || (head_dim == d && dtype == dt);
+#include "dispatch_attention_sm90.inc"
+#undef KVINFER_ATTENTION_SM90_INSTANCE
+  return found;
+}
+
+void dispatch_attention_sm90(int head_dim, DType dtype, const AttnParams& p, cudaStream_t stream) {
+  cudaError_t err = cudaErrorNotYetImplemented;
+  bool found = false;
+#define KVINFER_ATTENTION_SM90_INSTANCE(d, dt)          \
+  if (!found && head_dim == d && dtype == dt) {         \
+    found = true;                                       \
+    err = launch_attention_sm90<d, dt>(p, stream);      \
+  }
+#include "dispatch_attention_sm90.inc"
+#undef KVINFER_ATTENTION_SM90_INSTANCE
+  if (!found)
+    throw Error(ErrorKind::kNotCompiled, std::string("Hopper (sm_90a) attention kernels for head_dim ") +
+                                             std::to_string(head_dim) + " and dtype " + dtype_name(dtype) +
+                                             " are not in this build (KVINFER_CUDA_ARCHS must include 90a)");
+  check_cuda(err, "attention (sm90) kernel launch");
+}
+
 }  // namespace kvinfer::detail

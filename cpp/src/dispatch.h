@@ -10,5 +10,8 @@ void dispatch_append_kv(DType cache_dtype, const AppendKVParams& p, cudaStream_t
 void dispatch_attention(int head_dim, DType dtype, AttnTile tile, const AttnParams& p, cudaStream_t stream);
 // Resident CTAs per SM of the instance on the current device; 0 when it is not compiled.
 int dispatch_attention_ctas_per_sm(int head_dim, DType dtype, AttnTile tile);
+// Hopper (sm_90a) attention instances: whether (head_dim, dtype) is compiled, and its launch.
+bool has_attention_sm90(int head_dim, DType dtype);
+void dispatch_attention_sm90(int head_dim, DType dtype, const AttnParams& p, cudaStream_t stream);
 
 }  // namespace kvinfer::detail

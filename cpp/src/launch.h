@@ -100,6 +100,13 @@ struct AttnParams {
   float sm_scale = 1.f;
   float soft_cap = 0.f;                    // <= 0: off
   int grid_x = 1;                          // CTAs along the work axis (the kernel strides over work)
+  // Hopper path, paged KV: element offsets of each kv_indices entry's page in K and V (-1: id out of
+  // range), written by a pre-kernel every run, and a per-request flag set when a page id was bad.
+  int64_t* page_off_k = nullptr;
+  int64_t* page_off_v = nullptr;           // == page_off_k when K and V have the same page stride
+  int32_t* req_bad = nullptr;              // [batch capacity]
+  const int32_t* num_requests = nullptr;   // device batch size (plan header)
+  int batch_capacity = 0;                  // pre-kernel grid (requests >= *num_requests exit)
 };
 
 // Tile shapes of the compiled kernels (shared by planner and instances).
@@ -114,6 +121,11 @@ constexpr int attn_tile_rows(AttnTile t, int head_dim) {
 
 template <int kHeadDim, DType kDT, AttnTile kTile>
 cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);
+// Hopper path (cuda/sm90, sm_90a only): warp-specialised wgmma kernel, 128 packed rows per CTA tile,
+// persistent over (work item, kv head) pairs; grid_x CTAs (1 per SM).
+constexpr int kSm90TileRows = 128;
+template <int kHeadDim, DType kDT>
+cudaError_t launch_attention_sm90(const AttnParams& p, cudaStream_t stream);
 // Resident CTAs per SM of that instance on the current device (the planner sizes grids by it).
 template <int kHeadDim, DType kDT, AttnTile kTile>
 int attention_ctas_per_sm();

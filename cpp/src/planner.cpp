@@ -40,7 +40,9 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   if (opt.num_kv_heads < 1 || opt.num_qo_heads < 1 || opt.num_qo_heads % opt.num_kv_heads != 0)
     bad("num_qo_heads (" + std::to_string(opt.num_qo_heads) + ") must be a positive multiple of num_kv_heads (" +
         std::to_string(opt.num_kv_heads) + ")");
-  if (opt.tile_rows != 0 && opt.tile_rows != 16 && opt.tile_rows != 64)
+  const bool fa3 = opt.backend == AttnBackend::kFA3;
+  if (opt.backend != AttnBackend::kFA2 && !fa3) bad("backend: expected FA2 (0) or FA3 (1)");
+  if (!fa3 && opt.tile_rows != 0 && opt.tile_rows != 16 && opt.tile_rows != 64)
     bad("tile_rows: expected 0 (auto), 16 (decode tile) or 64 (prefill tile), got " + std::to_string(opt.tile_rows));
   if (opt.head_dim != 64 && opt.head_dim != 128 && opt.head_dim != 256)
     bad("head_dim: " + std::to_string(opt.head_dim) + " is not supported (64, 128 or 256)");
@@ -88,9 +90,10 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     }
   }
 
-  const bool decode_tile = opt.tile_rows ? opt.tile_rows == 16 : max_rows <= 16;
-  p.tile_rows = detail::attn_tile_rows(decode_tile ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill,
-                                       opt.head_dim);
+  const bool decode_tile = !fa3 && (opt.tile_rows ? opt.tile_rows == 16 : max_rows <= 16);
+  p.tile_rows = fa3 ? detail::kSm90TileRows
+                    : detail::attn_tile_rows(decode_tile ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill,
+                                             opt.head_dim);
   std::vector<int64_t> tiles(batch);
   int64_t total = 0, max_len = 1;
   for (int64_t b = 0; b < batch; ++b) {
@@ -183,13 +186,23 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
       p.merge_indptr[t + 1] = p.merge_indptr[t] + int32_t(splits[b] > 1 ? splits[b] : 0);
   for (int64_t t = p.total_qo + 1; t <= p.merge_rows; ++t) p.merge_indptr[t] = p.merge_indptr[p.total_qo];
 
-  // Int workspace: header (work count) | qo_indptr | kv_begin | kv_len | mask_offset | merge_indptr | work.
+  // Int workspace: header (work count, batch) | qo_indptr | kv_begin | kv_len | mask_offset |
+  // merge_indptr | req_bad | page offsets (FA3 + paged: written by the device) | work.
   p.off_qo_indptr = kAlign;
   p.off_kv_begin = p.off_qo_indptr + aligned((cap_b + 1) * 4);
   p.off_kv_len = p.off_kv_begin + aligned(cap_b * 4);
   p.off_mask_offset = p.off_kv_len + aligned(cap_b * 4);
   p.off_merge_indptr = p.off_mask_offset + aligned(cap_b * 8);
-  p.off_work = p.off_merge_indptr + aligned((p.merge_rows + 1) * 4);
+  p.off_req_bad = p.off_merge_indptr + aligned((p.merge_rows + 1) * 4);
+  p.off_page_off = p.off_req_bad + aligned(cap_b * 4);
+  if (fa3 && opt.page_size > 0) {
+    const int64_t nnz = batch ? kv_indptr[batch] : 0;
+    if (graph && nnz > opt.capacity_pages)
+      bad("plan: " + std::to_string(nnz) + " pages exceed the CUDA-graph page capacity (" +
+          std::to_string(opt.capacity_pages) + ", the kv_indices buffer given at construction)");
+    p.page_off_capacity = graph ? opt.capacity_pages : nnz;
+  }
+  p.off_work = p.off_page_off + aligned(p.page_off_capacity * 16);
   p.int_workspace_bytes = p.off_work + aligned(p.num_work() * int64_t(sizeof(PlanWorkItem)));
   if (opt.int_workspace_bytes > 0 && p.int_workspace_bytes > opt.int_workspace_bytes)
     bad("int workspace: this plan needs " + std::to_string(p.int_workspace_bytes) + " bytes, the buffer has " +
@@ -210,13 +223,20 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
           " partial rows and needs " + std::to_string(p.float_workspace_bytes) + " bytes, the buffer has " +
           std::to_string(opt.float_workspace_bytes) + " (pass a bigger buffer)");
   }
-  p.grid_x = opt.fixed_grid > 0 ? opt.fixed_grid : int(std::max<int64_t>(1, p.num_work()));
+  // FA3: a persistent grid of at most target_ctas CTAs strides over (work item, kv head) pairs.
+  const int64_t jobs = fa3 ? p.num_work() * opt.num_kv_heads : p.num_work();
+  p.grid_x = opt.fixed_grid > 0 ? opt.fixed_grid
+                                : int(std::max<int64_t>(1, fa3 ? std::min<int64_t>(jobs, std::max(1, opt.target_ctas))
+                                                               : jobs));
 
-  // The image run() reads.
-  p.image.assign(p.int_workspace_bytes, 0);
-  auto put = [&](int64_t off, const void* src, size_t n) { if (n) std::memcpy(p.image.data() + off, src, n); };
-  const int32_t nwork = int32_t(p.num_work());
-  put(0, &nwork, 4);
+  // The image run() reads: [0, off_page_off) then [off_work, end) (see AttnPlan::image).
+  const int64_t gap = p.off_work - p.off_page_off;
+  p.image.assign(p.int_workspace_bytes - gap, 0);
+  auto put = [&](int64_t off, const void* src, size_t n) {
+    if (n) std::memcpy(p.image.data() + (off >= p.off_work ? off - gap : off), src, n);
+  };
+  const int32_t header[2] = {int32_t(p.num_work()), int32_t(batch)};
+  put(0, header, 8);
   put(p.off_qo_indptr, p.qo_indptr.data(), p.qo_indptr.size() * 4);
   put(p.off_kv_begin, p.kv_begin.data(), p.kv_begin.size() * 4);
   put(p.off_kv_len, p.kv_len.data(), p.kv_len.size() * 4);
@@ -262,8 +282,20 @@ void upload_plan(const AttnPlan& plan, const TensorView& ws, cudaStream_t stream
   detail::expect_cuda_same_device({&ws});
   detail::DeviceGuard guard(ws.device_id);
   // Pageable source: the driver stages it before returning, so the plan may change right after.
-  detail::check_cuda(cudaMemcpyAsync(ws.data, plan.image.data(), plan.image.size(), cudaMemcpyHostToDevice, stream),
-                     "plan upload to the int workspace");
+  // Two pieces when the plan has a device-written page-offset region between them.
+  const int64_t head = plan.off_page_off, gap = plan.off_work - plan.off_page_off;
+  auto* dst = static_cast<unsigned char*>(ws.data);
+  if (gap == 0) {
+    detail::check_cuda(cudaMemcpyAsync(dst, plan.image.data(), plan.image.size(), cudaMemcpyHostToDevice, stream),
+                       "plan upload to the int workspace");
+  } else {
+    detail::check_cuda(cudaMemcpyAsync(dst, plan.image.data(), head, cudaMemcpyHostToDevice, stream),
+                       "plan upload to the int workspace");
+    if (int64_t(plan.image.size()) > head)
+      detail::check_cuda(cudaMemcpyAsync(dst + plan.off_work, plan.image.data() + head, plan.image.size() - head,
+                                         cudaMemcpyHostToDevice, stream),
+                         "plan upload to the int workspace");
+  }
 }
 
 }  // namespace kvinfer

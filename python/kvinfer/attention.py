@@ -1,4 +1,4 @@
-"""Single-request attention: decode (one query token) and prefill (many), FA2-class kernels.
+"""Single-request attention: decode (one query token) and prefill (many), FA2-class or Hopper kernels.
 
 q is [qo_len, H_qo, D] ([H_qo, D] for decode); k/v are [kv_len, H_kv, D] (NHD) or [H_kv, kv_len, D]
 (HND), any strides that are multiples of 8 elements with unit stride along D. H_qo is any multiple
@@ -34,6 +34,34 @@ def _target_ctas(device_index=0, head_dim=128, dtype="bfloat16", decode_tile=Fal
     return _ctas_per_sm(int(head_dim), dtype, bool(decode_tile), device_index) * _sm_count(device_index)
 
 
+@functools.lru_cache(maxsize=None)
+def _sm90_available(head_dim, dtype, device_index):
+    return bool(_C.device_count()) and _C.attention_sm90_available(head_dim, dtype, device_index)
+
+
+def _resolve_backend(backend, head_dim, dtype, device_index, *, custom_mask=False, decode=False):
+    """"fa2" or "fa3" for backend="auto" | "fa2" | "fa3": auto takes the Hopper kernels on an sm90 device
+    whose build has them, for prefill without a custom mask; a forced "fa3" that cannot run raises."""
+    if backend not in ("auto", "fa2", "fa3"):
+        raise ValueError(f"backend: expected \"auto\", \"fa2\" or \"fa3\", got {backend!r}")
+    if backend == "fa2":
+        return "fa2"
+    dtype = {"half": "float16", "bf16": "bfloat16", "fp16": "float16"}.get(str(dtype).split(".")[-1],
+                                                                          str(dtype).split(".")[-1])
+    ok = dtype in ("float16", "bfloat16") and head_dim in (64, 128, 256) and \
+        _sm90_available(int(head_dim), dtype, device_index)
+    if backend == "auto":
+        return "fa3" if ok and not custom_mask and not decode else "fa2"
+    if decode:
+        raise ValueError("backend: \"fa3\" is a prefill path; decode runs on \"fa2\" (or \"auto\")")
+    if custom_mask:
+        raise ValueError("backend: \"fa3\" takes no custom mask; use \"fa2\" or \"auto\" with custom_mask")
+    if not ok:
+        raise ValueError(f"backend: \"fa3\" needs an sm90 (Hopper) GPU and a build with its sm_90a kernels for "
+                         f"head_dim {head_dim} / {dtype} (kvinfer info lists them)")
+    return "fa3"
+
+
 def _check_pos_encoding(pos_encoding_mode):
     if pos_encoding_mode not in (None, "NONE"):
         raise ValueError(f"pos_encoding_mode: {pos_encoding_mode!r} is not supported by this build; apply RoPE to q/k "
@@ -59,8 +87,11 @@ def _device_index(x):
 def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=None, causal=False, kv_layout="NHD",
                                  pos_encoding_mode="NONE", sm_scale=None, logits_soft_cap=None, window_left=-1,
                                  rope_scale=None, rope_theta=None, return_lse=False, *, out=None, lse=None,
-                                 stream=None):
+                                 stream=None, backend="auto"):
     """Attention of q [qo_len, H_qo, D] over k/v. Returns out, or (out, lse) with return_lse.
+
+    backend: "auto" (the Hopper kernels on sm90 for prefill without a custom mask, else FA2-class),
+    "fa2" or "fa3" (forced; raises ValueError when it cannot run this call).
 
     custom_mask: bool [qo_len, kv_len] (True = attend), or packed_custom_mask: its little-endian bits
     (uint8, see kvinfer.pack_custom_mask). Causal masks are bottom-right aligned (the queries are the
@@ -80,9 +111,12 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
     if custom_mask is not None and packed_custom_mask is None:
         packed_custom_mask = pack_custom_mask(custom_mask, c, expect=(shape[0], kv_len))
     decode_tile = shape[0] * (shape[1] // max(hkv, 1)) <= 16
-    tile, splits, chunk, tmp_rows = _C.plan_single(
-        shape[0], kv_len, shape[1], max(hkv, 1), shape[2],
-        _target_ctas(_device_index(q), shape[2], q.dtype, decode_tile), _MIN_CHUNK_TOKENS)
+    dev = _device_index(q)
+    be = _resolve_backend(backend, shape[2], q.dtype, dev, custom_mask=packed_custom_mask is not None,
+                          decode=decode_tile)
+    target = _sm_count(dev) if be == "fa3" else _target_ctas(dev, shape[2], q.dtype, decode_tile)
+    tile, splits, chunk, tmp_rows, grid = _C.plan_single(shape[0], kv_len, shape[1], max(hkv, 1), shape[2], target,
+                                                         _MIN_CHUNK_TOKENS, be)
     own_out = out is None
     if own_out:
         out = c.empty(shape)
@@ -97,7 +131,7 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
                         c.dest(lse, "lse", own_lse) if lse is not None else None, c.arg(packed_custom_mask, "mask"),
                         kv_layout, bool(causal), wl, sm, cap, tile, splits, chunk,
                         c.dest(tmp_o, "tmp_o", True) if tmp_o is not None else None,
-                        c.dest(tmp_lse, "tmp_lse", True) if tmp_lse is not None else None, c.stream)
+                        c.dest(tmp_lse, "tmp_lse", True) if tmp_lse is not None else None, c.stream, be, grid)
     c.finish()
     return (out, lse) if return_lse else out
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from . import _C
 from ._arrays import Call, framework_of, on_host
-from .attention import _MIN_CHUNK_TOKENS, _check_pos_encoding, _device_index, _options, _target_ctas
+from .attention import (_MIN_CHUNK_TOKENS, _check_pos_encoding, _device_index, _options, _resolve_backend,
+                        _sm_count, _target_ctas)
 from .mask import pack_custom_mask
 from .page import split_paged_kv_cache
 
@@ -65,13 +66,20 @@ def _dtype_bytes(dt):
 
 
 class _BatchAttention:
-    """Shared machinery of the batch wrappers: workspaces, planning, upload, run."""
+    """Shared machinery of the batch wrappers: workspaces, planning, upload, run.
+
+    backend: "auto" (the Hopper kernels on sm90 devices for prefill plans without a custom mask, else
+    the FA2-class kernels), "fa2" or "fa3" (forced; plan() raises ValueError when it cannot run).
+    """
 
     _paged = True
     _tile_rows = 0  # 0: the planner picks (16-row decode tile when every request fits)
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, *, capacity_batch=0,
-                 capacity_rows=0, kv_indices_buffer=None, int_workspace_bytes=INT_WORKSPACE_BYTES):
+                 capacity_rows=0, kv_indices_buffer=None, int_workspace_bytes=INT_WORKSPACE_BYTES, backend="auto"):
+        if backend not in ("auto", "fa2", "fa3"):
+            raise ValueError(f"backend: expected \"auto\", \"fa2\" or \"fa3\", got {backend!r}")
+        self._backend = backend
         if kv_layout not in ("NHD", "HND"):
             raise ValueError(f"kv_layout: expected \"NHD\" or \"HND\", got {kv_layout!r}")
         if framework_of(float_workspace_buffer) not in ("torch", "cupy", "dlpack"):
@@ -124,16 +132,27 @@ class _BatchAttention:
         if self._paged and (validate or on_host(kv_indices)):
             host_indices = _host_int32(kv_indices, "kv_indices")
         c = Call(self._float_ws, stream)
-        target = _target_ctas(_device_index(self._float_ws), int(head_dim), q_data_type or "float16",
-                              self._tile_rows == 16)
+        dev = _device_index(self._float_ws)
+        qdt = q_data_type or "float16"
+        be = _resolve_backend(self._backend, int(head_dim), qdt, dev,
+                              custom_mask=custom_mask is not None or packed_custom_mask is not None,
+                              decode=self._tile_rows == 16)
+        if self._graph and getattr(self, "_graph_backend", be) != be:
+            raise ValueError("plan: the backend of a use_cuda_graph=True wrapper is fixed by its first plan()")
+        self._graph_backend = be
+        target = _sm_count(dev) if be == "fa3" else _target_ctas(dev, int(head_dim), qdt, self._tile_rows == 16)
         graph_grid = target if self._graph else 0
+        cap_pages = int(self._indices_buf.shape[0]) if (self._graph and self._paged) else 0
         self._plan = _C.plan_attention(
             qo, kvp, last, host_indices if validate else None, int(num_qo_heads), int(num_kv_heads), int(head_dim),
             int(page_size) if self._paged else 0, bool(causal),
             self._tile_rows or (64 if self._graph else 0),  # graph mode: one tile for every plan
             target, _MIN_CHUNK_TOKENS, True, _dtype_bytes(q_data_type),
-            self._capacity_batch, self._capacity_rows, graph_grid, int(self._int_ws.shape[0]),
-            self.float_workspace_bytes)
+            self._capacity_batch, self._capacity_rows, graph_grid,
+            int(self._int_ws.shape[0]) if self._graph else 0,  # graph mode: the captured buffer must suffice
+            self.float_workspace_bytes, be, cap_pages)
+        if self._plan.int_workspace_bytes > int(self._int_ws.shape[0]):  # grows (never in graph mode)
+            self._int_ws = Call(self._float_ws).empty((self._plan.int_workspace_bytes * 5 // 4,), "uint8")
         _C.upload_plan(self._plan, c.dest(self._int_ws, "int_workspace", True), c.stream)
         if self._paged:
             self._indices = self._stage_indices(kv_indices, host_indices, c)
@@ -192,14 +211,17 @@ class BatchDecodeWithPagedKVCacheWrapper(_BatchAttention):
     _tile_rows = 16
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, use_tensor_cores=True,
-                 paged_kv_indptr_buffer=None, paged_kv_indices_buffer=None, paged_kv_last_page_len_buffer=None):
+                 paged_kv_indptr_buffer=None, paged_kv_indices_buffer=None, paged_kv_last_page_len_buffer=None,
+                 backend="auto"):
+        if backend == "fa3":
+            raise ValueError("backend: \"fa3\" is a prefill path; decode runs on \"fa2\" (or \"auto\")")
         batch = 0
         if use_cuda_graph:
             if paged_kv_indptr_buffer is None:
                 raise ValueError("use_cuda_graph=True needs paged_kv_indptr_buffer (its length - 1 is the batch size)")
             batch = int(paged_kv_indptr_buffer.shape[0]) - 1
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=batch,
-                         kv_indices_buffer=paged_kv_indices_buffer)
+                         kv_indices_buffer=paged_kv_indices_buffer, backend=backend)
 
     def plan(self, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
              pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, q_data_type="float16",
@@ -222,14 +244,14 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchAttention):
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
                  paged_kv_indptr_buf=None, paged_kv_indices_buf=None, paged_kv_last_page_len_buf=None,
-                 max_num_qo_tokens=None):
+                 max_num_qo_tokens=None, backend="auto"):
         batch = rows = 0
         if use_cuda_graph:
             if qo_indptr_buf is None or max_num_qo_tokens is None:
                 raise ValueError("use_cuda_graph=True needs qo_indptr_buf (batch capacity) and max_num_qo_tokens")
             batch, rows = int(qo_indptr_buf.shape[0]) - 1, int(max_num_qo_tokens)
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=rows,
-                         kv_indices_buffer=paged_kv_indices_buf)
+                         kv_indices_buffer=paged_kv_indices_buf, backend=backend)
 
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
              head_dim_qk, page_size, head_dim_vo=None, custom_mask=None, packed_custom_mask=None, causal=False,
@@ -256,13 +278,14 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchAttention):
     _paged = False
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
-                 kv_indptr_buf=None, max_num_qo_tokens=None):
+                 kv_indptr_buf=None, max_num_qo_tokens=None, backend="auto"):
         batch = rows = 0
         if use_cuda_graph:
             if qo_indptr_buf is None or max_num_qo_tokens is None:
                 raise ValueError("use_cuda_graph=True needs qo_indptr_buf (batch capacity) and max_num_qo_tokens")
             batch, rows = int(qo_indptr_buf.shape[0]) - 1, int(max_num_qo_tokens)
-        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=rows)
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=rows,
+                         backend=backend)
 
     def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, head_dim_vo=None, custom_mask=None,
              packed_custom_mask=None, causal=False, pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None,
@@ -291,10 +314,10 @@ class MultiLevelCascadeAttentionWrapper:
     applies to the last level only (the prefix levels lie entirely before every query).
     """
 
-    def __init__(self, num_levels, float_workspace_buffer, kv_layout="NHD"):
+    def __init__(self, num_levels, float_workspace_buffer, kv_layout="NHD", backend="auto"):
         if num_levels < 1:
             raise ValueError(f"num_levels: expected >= 1, got {num_levels}")
-        self._levels = [BatchPrefillWithPagedKVCacheWrapper(float_workspace_buffer, kv_layout)
+        self._levels = [BatchPrefillWithPagedKVCacheWrapper(float_workspace_buffer, kv_layout, backend=backend)
                         for _ in range(num_levels)]
 
     def plan(self, qo_indptr_arr, paged_kv_indptr_arr, paged_kv_indices_arr, paged_kv_last_page_len, num_qo_heads,

@@ -13,7 +13,12 @@
 
 namespace kvinfer {
 
+// Kernel family a plan is made for: the FA2-class kernels (sm80+, cuda/sm80) or the Hopper
+// warp-specialised kernels (sm_90a, cuda/sm90; 128-row query tiles, persistent grid).
+enum class AttnBackend : int { kFA2 = 0, kFA3 = 1 };
+
 struct PlanOptions {
+  AttnBackend backend = AttnBackend::kFA2;
   int num_qo_heads = 1;
   int num_kv_heads = 1;
   int head_dim = 128;
@@ -22,6 +27,7 @@ struct PlanOptions {
   // Query tile (packed rows = query tokens x group size): 16 selects the decode tile (16 rows), 64
   // the prefill tile (64 rows at head dim 256, else 128: attn_tile_rows in cpp/src/launch.h); 0 picks
   // the decode tile when every request has at most 16 packed rows. AttnPlan::tile_rows is the result.
+  // Ignored by the FA3 backend (always 128 rows).
   int tile_rows = 0;
   // CTAs the GPU runs at once (SMs x resident CTAs per SM of the tile's kernel,
   // attention_ctas_per_sm): the split heuristic and its wave estimate aim at this.
@@ -33,6 +39,7 @@ struct PlanOptions {
   // Fixed layout for CUDA graphs: capacities > 0 fix every offset in the workspaces and the grid,
   // so a captured run() stays valid after a new plan() (within the capacities).
   int64_t capacity_batch = 0, capacity_rows = 0;
+  int64_t capacity_pages = 0;    // FA3 + paged + graph mode: kv_indices capacity (page-offset buffer)
   int fixed_grid = 0;
   int64_t int_workspace_bytes = 0;    // sizes of the buffers the caller owns (checked; 0 = report only)
   int64_t float_workspace_bytes = 0;
@@ -60,13 +67,18 @@ struct AttnPlan {
   // Workspace layout (byte offsets into the int workspace; all 256-byte aligned).
   int64_t off_qo_indptr = 0, off_kv_begin = 0, off_kv_len = 0, off_mask_offset = 0, off_merge_indptr = 0,
           off_work = 0;
+  // FA3 + paged: per-request bad-page flags and the page-offset buffer (K then V, int64 per
+  // kv_indices entry), filled on the device by each run; not part of the uploaded image.
+  int64_t off_req_bad = 0, off_page_off = 0, page_off_capacity = 0;
   int64_t merge_rows = 0;               // rows the merge covers (capacity_rows in graph mode)
   int64_t int_workspace_bytes = 0;      // exact need of this plan
   int64_t float_workspace_bytes = 0;
   int64_t partial_capacity = 0;         // partial rows the float workspace holds (fixes its layout)
   int64_t off_partial_lse = 0;          // byte offset of the partial LSEs in the float workspace
   PlanOptions options;
-  std::vector<uint8_t> image;           // the int workspace contents, uploaded by upload_plan
+  // The int workspace contents, uploaded by upload_plan: bytes [0, off_page_off) and [off_work, end)
+  // (the page-offset region between them is written by the device).
+  std::vector<uint8_t> image;
   int64_t num_work() const { return static_cast<int64_t>(work.size()); }
 };
 

@@ -1,0 +1,441 @@
+// Hopper (sm_90a) attention kernel: warp-specialised, wgmma on shared-memory tiles, mbarrier pipeline.
+//
+// A CTA has three warpgroups. Warpgroup 0 is the producer: its 128 threads gather Q, K and V rows
+// with cp.async into 128-byte-swizzled shared tiles (any strides, paged or ragged: each row has its
+// own address) and signal full barriers as the copies land. Warpgroups 1 and 2 are consumers, 64
+// packed query rows each: S = Q K^T by wgmma (both operands from shared memory), masking and online
+// softmax in registers, O += P V by wgmma with P from registers and V read transposed from shared
+// memory; each releases a stage through its empty barrier. The grid is persistent: CTA i takes the
+// (work item, kv head) pairs i, i + grid, ... of the plan's longest-first list.
+//
+// The matrix instructions and descriptors are CuTe's sm90 GMMA atoms (cute/arch); the tile layouts
+// are the canonical 128-byte-swizzle layouts those descriptors describe (K-major for Q and K,
+// MN-major for V), written directly by the producer.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <utility>
+
+#include <cute/arch/mma_sm90_desc.hpp>
+#include <cute/arch/mma_sm90_gmma.hpp>
+
+#include "common/attn_job.cuh"
+#include "common/mma.cuh"
+#include "common/types.cuh"
+#include "launch.h"
+
+namespace kvinfer::detail::attn90 {
+
+using namespace kvinfer::cuda;
+using attn::Job;
+using attn::load_job;
+namespace gmma = cute::SM90::GMMA;
+
+template <int D>
+struct Config {
+  static constexpr int kM = kSm90TileRows;        // packed query rows per CTA tile
+  static constexpr int kConsumers = kM / 64;      // one warpgroup per 64 rows
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kN = D == 256 ? 64 : 128;  // KV tokens per tile (S: kN / 2 registers per thread)
+  static constexpr int kStages = D == 64 ? 4 : 2;
+  static constexpr int kChunks = D / 8;           // 16-byte chunks per row
+  static constexpr int kTileQ = kM * D * 2, kTileKV = kN * D * 2;
+  static constexpr int kOffK = kTileQ, kOffV = kOffK + kStages * kTileKV, kOffBar = kOffV + kStages * kTileKV;
+  static constexpr int kNumBars = 2 + 4 * kStages;
+  static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + slack to align the base to 1024
+  // Register split (setmaxnreg): the producer only computes addresses.
+  static constexpr int kProducerRegs = 56, kConsumerRegs = 224;
+  static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "register file");
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory");
+};
+
+// ---- shared tiles: [rows][D] 16-bit elements as D / 64 column blocks of [rows][64] (128-byte
+// rows), 16-byte chunk c of row r at chunk c ^ (r % 8): the 128-byte-swizzle canonical layout.
+template <int kRows>
+__device__ __forceinline__ uint32_t sw128(int r, int chunk) {
+  return uint32_t((chunk >> 3) * kRows * 128 + r * 128 + (((chunk & 7) ^ (r & 7)) << 4));
+}
+
+// wgmma descriptor of a 128-byte-swizzled tile at a shared address (1024-byte aligned block base,
+// plus in-row offsets for K steps). 8-row groups are 1024 bytes apart (SBO); LBO is the distance of
+// 64-element column blocks, used by the MN-major (V) operand only.
+__device__ __forceinline__ uint64_t make_desc(uint32_t saddr, uint32_t lbo_bytes) {
+  cute::GmmaDescriptor d;
+  d.bitfield.start_address_ = uint16_t(saddr >> 4);
+  d.bitfield.leading_byte_offset_ = uint16_t(lbo_bytes >> 4);
+  d.bitfield.stride_byte_offset_ = uint16_t(1024 >> 4);
+  d.bitfield.base_offset_ = 0;
+  d.bitfield.layout_type_ = uint8_t(gmma::LayoutType::B128);
+  return d.desc_;
+}
+
+// ---- mbarriers
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// Arrives when all of this thread's earlier cp.async copies have landed (counted in the init count).
+__device__ __forceinline__ void mbar_arrive_cp_async(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// Shared data written through the generic proxy (cp.async) is read next by wgmma (async proxy).
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs)); }
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs)); }
+
+// ---- wgmma atoms (m64nNk16, fp32 accumulators): SS for S = Q K^T, RS for O += P V.
+template <typename T, int N> struct Atoms;
+#define KVINFER_SM90_ATOMS(T, TN, N)                                                          \
+  template <> struct Atoms<T, N> {                                                           \
+    using SS = gmma::MMA_64x##N##x16_F32##TN##TN##_SS<gmma::Major::K, gmma::Major::K>;       \
+    using RS = gmma::MMA_64x##N##x16_F32##TN##TN##_RS<gmma::Major::K, gmma::Major::MN>;      \
+  };
+KVINFER_SM90_ATOMS(half, F16, 64)
+KVINFER_SM90_ATOMS(half, F16, 128)
+KVINFER_SM90_ATOMS(half, F16, 256)
+KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 64)
+KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 128)
+KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 256)
+#undef KVINFER_SM90_ATOMS
+
+template <typename Op, int kRegs, size_t... I>
+__device__ __forceinline__ void gmma_ss_impl(uint64_t da, uint64_t db, float (&d)[kRegs], bool acc,
+                                             std::index_sequence<I...>) {
+  Op::fma(da, db, d[I]..., acc ? gmma::ScaleOut::One : gmma::ScaleOut::Zero);
+}
+template <typename T, int N>
+__device__ __forceinline__ void gmma_ss(uint64_t da, uint64_t db, float (&d)[N / 2], bool acc) {
+  gmma_ss_impl<typename Atoms<T, N>::SS>(da, db, d, acc, std::make_index_sequence<N / 2>{});
+}
+template <typename Op, int kRegs, size_t... I>
+__device__ __forceinline__ void gmma_rs_impl(const uint32_t (&a)[4], uint64_t db, float (&d)[kRegs],
+                                             std::index_sequence<I...>) {
+  Op::fma(a[0], a[1], a[2], a[3], db, d[I]..., gmma::ScaleOut::One);
+}
+template <typename T, int N>
+__device__ __forceinline__ void gmma_rs(const uint32_t (&a)[4], uint64_t db, float (&d)[N / 2]) {
+  gmma_rs_impl<typename Atoms<T, N>::RS>(a, db, d, std::make_index_sequence<N / 2>{});
+}
+template <int kRegs>
+__device__ __forceinline__ void fence_regs(float (&r)[kRegs]) {
+#pragma unroll
+  for (int i = 0; i < kRegs; ++i) cute::warpgroup_fence_operand(r[i]);
+}
+
+// Per-job geometry shared by producer and consumers (both must agree on every job and tile count).
+struct JobRange {
+  int packed_rows, row0, offset, qa, qb, kv_lo, kv_hi, tile_start, num_tiles;
+};
+template <int kN>
+__device__ __forceinline__ JobRange job_range(const AttnParams& p, const Job& job) {
+  JobRange r;
+  r.packed_rows = job.qo_len * p.group;
+  r.row0 = job.qo_tile * kSm90TileRows;
+  r.offset = job.kv_len - job.qo_len;  // bottom-right alignment of queries
+  r.qa = r.row0 / p.group;
+  r.qb = (min(r.row0 + kSm90TileRows, r.packed_rows) - 1) / p.group;
+  r.kv_lo = job.kv_begin, r.kv_hi = min(job.kv_end, job.kv_len);
+  if (p.causal) r.kv_hi = min(r.kv_hi, r.qb + r.offset + 1);
+  if (p.window_left >= 0) r.kv_lo = max(r.kv_lo, r.qa + r.offset - p.window_left);
+  const int first_tile = r.kv_lo > job.kv_begin ? (r.kv_lo - job.kv_begin) / kN : 0;
+  r.tile_start = job.kv_begin + first_tile * kN;
+  r.num_tiles = r.kv_hi > r.tile_start ? (r.kv_hi - r.tile_start + kN - 1) / kN : 0;
+  return r;
+}
+
+template <int D, typename T>
+__global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttnParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(CUTE_ARCH_MMA_SM90A_ENABLED)
+  using C = Config<D>;
+  constexpr int kM = C::kM, kN = C::kN, kStages = C::kStages;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t sQ = base, sK = base + C::kOffK, sV = base + C::kOffV;
+  const uint32_t bar = base + C::kOffBar;
+  // Barriers: Q full / empty, then K full, K empty, V full, V empty per stage.
+  const uint32_t q_full = bar, q_empty = bar + 8;
+  auto k_full = [&](int s) { return bar + 16 + 8 * s; };
+  auto k_empty = [&](int s) { return bar + 16 + 8 * (kStages + s); };
+  auto v_full = [&](int s) { return bar + 16 + 8 * (2 * kStages + s); };
+  auto v_empty = [&](int s) { return bar + 16 + 8 * (3 * kStages + s); };
+  constexpr uint32_t kConsumerWarps = 4 * C::kConsumers;
+
+  const int tid = threadIdx.x;
+  if (tid == 0) {
+    mbar_init(q_full, 128);
+    mbar_init(q_empty, kConsumerWarps);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(k_full(s), 128), mbar_init(v_full(s), 128);
+      mbar_init(k_empty(s), kConsumerWarps), mbar_init(v_empty(s), kConsumerWarps);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  const int num_items = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
+  const int num_jobs = num_items * p.num_kv_heads;
+  const int group = p.group;
+
+  if (tid < 128) {
+    // ================= producer warpgroup: cp.async gathers =================
+    setmaxnreg_dec<C::kProducerRegs>();
+    constexpr int kRowStep = 128 / C::kChunks;  // rows covered per pass of the 128 threads
+    const int lr0 = tid / C::kChunks, lc0 = tid % C::kChunks;
+    const bool paged = p.page_size > 0;
+    int it = 0, jc = 0;
+    for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
+      Job job;
+      load_job(p, w / p.num_kv_heads, job);
+      const int kvh = w % p.num_kv_heads;
+      const JobRange r = job_range<kN>(p, job);
+      if (r.row0 >= r.packed_rows) { --jc; continue; }
+      // Q tile (rows past the end zero-filled) once the consumers are done with the previous one.
+      mbar_wait(q_empty, (jc & 1) ^ 1);
+#pragma unroll 4
+      for (int i = 0; i < kM / kRowStep; ++i) {
+        const int rr = lr0 + i * kRowStep, pr = r.row0 + rr;
+        const bool ok = pr < r.packed_rows;
+        const int tok = ok ? job.qo_begin + pr / group : 0;
+        const int head = kvh * group + (ok ? pr % group : 0);
+        const T* src = static_cast<const T*>(p.q) + int64_t(tok) * p.q_stride_n + int64_t(head) * p.q_stride_h + lc0 * 8;
+        cp_async_16(sQ + sw128<kM>(rr, lc0), src, ok);
+      }
+      mbar_arrive_cp_async(q_full);
+
+      const T* k_head = static_cast<const T*>(p.k) + int64_t(kvh) * p.k_stride_h + lc0 * 8;
+      const T* v_head = static_cast<const T*>(p.v) + int64_t(kvh) * p.v_stride_h + lc0 * 8;
+      for (int t = 0; t < r.num_tiles; ++t, ++it) {
+        const int st = it % kStages;
+        const uint32_t ph = ((it / kStages) & 1) ^ 1;
+        const int tbase = r.tile_start + t * kN;
+        const uint32_t dk = sK + st * C::kTileKV, dv = sV + st * C::kTileKV;
+        // One pass per operand (K, then V): each row's element offset (past the end or a bad page:
+        // zero-filled, never read), then its copy. Paged: page and slot step along with the rows.
+#pragma unroll
+        for (int kv = 0; kv < 2; ++kv) {
+          mbar_wait(kv ? v_empty(st) : k_empty(st), ph);
+          const T* head = kv ? v_head : k_head;
+          const uint32_t dst = kv ? dv : dk;
+          const int64_t stride_tok = kv ? p.v_stride_tok : p.k_stride_tok;
+          const int64_t* page_off = kv ? p.page_off_v : p.page_off_k;
+          const int pos0 = tbase + lr0;
+          int pg = 0, sl = 0;
+          if (paged) pg = pos0 / p.page_size, sl = pos0 - pg * p.page_size;
+#pragma unroll
+          for (int i = 0; i < kN / kRowStep; ++i) {
+            const int pos = pos0 + i * kRowStep;
+            int64_t off;
+            if (paged) {
+              if (i > 0) {
+                sl += kRowStep;
+                while (sl >= p.page_size) sl -= p.page_size, ++pg;
+              }
+              const int64_t po = pos < r.kv_hi ? page_off[job.kv_base + pg] : -1;
+              off = po < 0 ? -1 : po + int64_t(sl) * stride_tok;
+            } else {
+              off = pos < r.kv_hi ? (int64_t(job.kv_base) + pos) * stride_tok : -1;
+            }
+            cp_async_16(dst + sw128<kN>(lr0 + i * kRowStep, lc0), off >= 0 ? head + off : head, off >= 0);
+          }
+          mbar_arrive_cp_async(kv ? v_full(st) : k_full(st));
+        }
+      }
+    }
+  } else {
+    // ================= consumer warpgroups =================
+    setmaxnreg_inc<C::kConsumerRegs>();
+    const int wg = tid / 128 - 1, wt = tid % 128, warp = wt / 32, lane = tid & 31;
+    const int g = lane >> 2, tq = lane & 3;
+    const float log2e = 1.4426950408889634f;
+    const bool cap = p.soft_cap > 0.f;
+    const float pre = cap ? p.sm_scale / p.soft_cap : p.sm_scale * log2e;
+    const float post = cap ? p.soft_cap * log2e : 1.f;
+    const float scale = cap ? 1.f : pre;
+    // Descriptors: this warpgroup's 64 Q rows; K and V stages. K steps of 16 elements advance 32 bytes
+    // within a 128-byte row, and 64-element column blocks are separate [rows][64] blocks.
+    const uint64_t dq0 = make_desc(sQ + wg * 64 * 128, 16);
+    const uint64_t dk0 = make_desc(sK, 16);
+    const uint64_t dv0 = make_desc(sV, kN * 128);
+    int it = 0, jc = 0;
+    for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
+      Job job;
+      load_job(p, w / p.num_kv_heads, job);
+      const int kvh = w % p.num_kv_heads;
+      const JobRange r = job_range<kN>(p, job);
+      if (r.row0 >= r.packed_rows) { --jc; continue; }
+      const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
+      int qrow[2];
+      float m[2], l[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) qrow[h] = (rbase + 8 * h) / group, m[h] = -INFINITY, l[h] = 0.f;
+      float o[D / 2];
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+
+      mbar_wait(q_full, jc & 1);
+      fence_proxy_async();
+      for (int t = 0; t < r.num_tiles; ++t, ++it) {
+        const int st = it % kStages;
+        const uint32_t ph = (it / kStages) & 1;
+        const int tbase = r.tile_start + t * kN;
+        // ---- S = Q K^T
+        float s[kN / 2];
+        mbar_wait(k_full(st), ph);
+        fence_proxy_async();
+        cute::warpgroup_arrive();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+          const uint32_t qoff = uint32_t((kk >> 2) * kM * 128 + (kk & 3) * 32);
+          const uint32_t koff = uint32_t(st * C::kTileKV + (kk >> 2) * kN * 128 + (kk & 3) * 32);
+          gmma_ss<T, kN>(dq0 + (qoff >> 4), dk0 + (koff >> 4), s, kk > 0);
+        }
+        cute::warpgroup_commit_batch();
+        cute::warpgroup_wait<0>();
+        fence_regs(s);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(k_empty(st));
+        if (t == r.num_tiles - 1 && lane == 0) mbar_arrive(q_empty);  // last read of Q for this job
+
+        // ---- logits transform and mask (boundary tiles only, unless capped)
+        const bool need_mask = tbase + kN > r.kv_hi || tbase < r.kv_lo ||
+                               (p.causal && tbase + kN - 1 > r.qa + r.offset) ||
+                               (p.window_left >= 0 && tbase < r.qb + r.offset - p.window_left);
+        if (cap || need_mask) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int qi = qrow[h];
+            int lo = r.kv_lo, hi = r.kv_hi - 1;
+            if (p.causal) hi = min(hi, qi + r.offset);
+            if (p.window_left >= 0) lo = max(lo, qi + r.offset - p.window_left);
+            if (qi >= job.qo_len) hi = lo - 1;
+#pragma unroll
+            for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                float x = s[4 * j + 2 * h + e];
+                if (cap) x = tanhf(x * pre) * post;
+                if (need_mask) {
+                  const int kv = tbase + j * 8 + 2 * tq + e;
+                  x = (kv >= lo && kv <= hi) ? x : -INFINITY;
+                }
+                s[4 * j + 2 * h + e] = x;
+              }
+          }
+        }
+        // ---- online softmax (a row's 4 threads are lanes 4g .. 4g + 3)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = m[h];
+#pragma unroll
+          for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+          const float mu = (mx == -INFINITY ? 0.f : mx) * scale;
+          const float corr = fast_exp2(m[h] * scale - mu);
+          m[h] = mx;
+          float sum = 0.f;
+#pragma unroll
+          for (int j = 0; j < kN / 8; ++j) {
+            s[4 * j + 2 * h] = fast_exp2(fmaf(s[4 * j + 2 * h], scale, -mu));
+            s[4 * j + 2 * h + 1] = fast_exp2(fmaf(s[4 * j + 2 * h + 1], scale, -mu));
+            sum += s[4 * j + 2 * h] + s[4 * j + 2 * h + 1];
+          }
+          l[h] = l[h] * corr + sum;
+          if (__any_sync(0xffffffff, corr != 1.f)) {
+#pragma unroll
+            for (int j = 0; j < D / 8; ++j) o[4 * j + 2 * h] *= corr, o[4 * j + 2 * h + 1] *= corr;
+          }
+        }
+        // ---- O += P V (P: the S accumulators as 16-bit A fragments, 16 KV rows per step)
+        uint32_t a[kN / 16][4];
+#pragma unroll
+        for (int kc = 0; kc < kN / 16; ++kc) {
+          a[kc][0] = pack2<T>(s[8 * kc + 0], s[8 * kc + 1]);
+          a[kc][1] = pack2<T>(s[8 * kc + 2], s[8 * kc + 3]);
+          a[kc][2] = pack2<T>(s[8 * kc + 4], s[8 * kc + 5]);
+          a[kc][3] = pack2<T>(s[8 * kc + 6], s[8 * kc + 7]);
+        }
+        mbar_wait(v_full(st), ph);
+        fence_proxy_async();
+        fence_regs(o);
+        cute::warpgroup_arrive();
+#pragma unroll
+        for (int kc = 0; kc < kN / 16; ++kc)
+          gmma_rs<T, D>(a[kc], dv0 + (uint32_t(st * C::kTileKV + kc * 16 * 128) >> 4), o);
+        cute::warpgroup_commit_batch();
+        cute::warpgroup_wait<0>();
+        fence_regs(o);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(v_empty(st));
+      }
+      if (r.num_tiles == 0 && lane == 0) mbar_arrive(q_empty);
+
+      // ---- epilogue: normalise and write this thread's rows (direct or partial), LSE
+      const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[job.request]) ? NAN : 0.f;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float sum = l[h];
+        sum += __shfl_xor_sync(0xffffffff, sum, 1);
+        sum += __shfl_xor_sync(0xffffffff, sum, 2);
+        const int pr = rbase + 8 * h;
+        if (pr >= r.packed_rows) continue;
+        const int qi = pr / group, head = kvh * group + pr % group;
+        T* dst;
+        float* lse_dst;
+        if (job.partial < 0) {
+          dst = static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h;
+          lse_dst = p.lse ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h : nullptr;
+        } else {
+          const int64_t prow = int64_t(job.partial) + int64_t(qi) * job.splits;
+          dst = static_cast<T*>(p.partial_o) + (prow * p.num_qo_heads + head) * D;
+          lse_dst = p.partial_lse + prow * p.num_qo_heads + head;
+        }
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j)
+          *reinterpret_cast<uint32_t*>(dst + j * 8 + 2 * tq) =
+              pack2<T>(o[4 * j + 2 * h] * inv + poison, o[4 * j + 2 * h + 1] * inv + poison);
+        if (lse_dst && tq == 0) *lse_dst = (sum > 0.f ? m[h] * scale + __log2f(sum) : -INFINITY) + poison;
+      }
+    }
+  }
+#endif
+}
+
+// Page offsets of the paged KV (Hopper path): one block per request computes the element offset of
+// each of its pages in K and V once per run, so the producer's loop only adds slot offsets; ids
+// outside [0, num_pages) become -1 (never read) and flag the request (its rows come out NaN).
+__global__ void page_offsets_kernel(const __grid_constant__ AttnParams p) {
+  const int b = blockIdx.x;
+  if (b >= *p.num_requests) return;
+  const int begin = p.req_kv_begin[b], len = p.req_kv_len[b];
+  const int pages = (len + p.page_size - 1) / p.page_size;
+  bool bad = false;
+  for (int i = threadIdx.x; i < pages; i += blockDim.x) {
+    const int id = p.kv_indices[begin + i];
+    const bool ok = unsigned(id) < unsigned(p.num_pages);
+    bad |= !ok;
+    p.page_off_k[begin + i] = ok ? int64_t(id) * p.k_stride_page : -1;
+    if (p.page_off_v != p.page_off_k) p.page_off_v[begin + i] = ok ? int64_t(id) * p.v_stride_page : -1;
+  }
+  bad = __syncthreads_or(bad);
+  if (threadIdx.x == 0) p.req_bad[b] = bad;
+}
+
+}  // namespace kvinfer::detail::attn90
