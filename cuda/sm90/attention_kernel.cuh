@@ -421,6 +421,8 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 // Page offsets of the paged KV (Hopper path): one block per request computes the element offset of
 // each of its pages in K and V once per run, so the producer's loop only adds slot offsets; ids
 // outside [0, num_pages) become -1 (never read) and flag the request (its rows come out NaN).
+// (A template so each instance's copy stays its own symbol.)
+template <int D>
 __global__ void page_offsets_kernel(const __grid_constant__ AttnParams p) {
   const int b = blockIdx.x;
   if (b >= *p.num_requests) return;

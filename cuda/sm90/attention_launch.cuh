@@ -14,7 +14,7 @@ cudaError_t launch_attention_sm90(const AttnParams& p, cudaStream_t stream) {
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
   if (err != cudaSuccess) return err;
   if (p.page_size > 0 && p.batch_capacity > 0) {
-    attn90::page_offsets_kernel<<<p.batch_capacity, 128, 0, stream>>>(p);
+    attn90::page_offsets_kernel<kHeadDim><<<p.batch_capacity, 128, 0, stream>>>(p);
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
   }
   if (p.grid_x <= 0 || p.num_kv_heads <= 0) return cudaSuccess;
