@@ -41,7 +41,8 @@ def _sm90_available(head_dim, dtype, device_index):
 
 def _resolve_backend(backend, head_dim, dtype, device_index, *, custom_mask=False, decode=False):
     """"fa2" or "fa3" for backend="auto" | "fa2" | "fa3": auto takes the Hopper kernels on an sm90 device
-    whose build has them, for prefill without a custom mask; a forced "fa3" that cannot run raises."""
+    whose build has them, for prefill (more than 16 packed rows) without a custom mask; a forced "fa3"
+    that cannot run raises ValueError."""
     if backend not in ("auto", "fa2", "fa3"):
         raise ValueError(f"backend: expected \"auto\", \"fa2\" or \"fa3\", got {backend!r}")
     if backend == "fa2":
@@ -52,8 +53,6 @@ def _resolve_backend(backend, head_dim, dtype, device_index, *, custom_mask=Fals
         _sm90_available(int(head_dim), dtype, device_index)
     if backend == "auto":
         return "fa3" if ok and not custom_mask and not decode else "fa2"
-    if decode:
-        raise ValueError("backend: \"fa3\" is a prefill path; decode runs on \"fa2\" (or \"auto\")")
     if custom_mask:
         raise ValueError("backend: \"fa3\" takes no custom mask; use \"fa2\" or \"auto\" with custom_mask")
     if not ok:
