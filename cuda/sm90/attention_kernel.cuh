@@ -91,6 +91,12 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
 // Shared data written through the generic proxy (cp.async) is read next by wgmma (async proxy).
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
@@ -272,6 +278,11 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     const uint64_t dq0 = make_desc(sQ + wg * 64 * 128, 16);
     const uint64_t dk0 = make_desc(sK, 16);
     const uint64_t dv0 = make_desc(sV, kN * 128);
+    // Pingpong turns: named barrier 1 + wg is this warpgroup's turn to issue matrix work; it is
+    // passed to the other warpgroup right after issuing. Warpgroup 0 starts.
+    auto turn_wait = [&]() { named_barrier_sync(1 + wg, 256); };
+    auto turn_pass = [&]() { named_barrier_arrive(1 + (wg ^ 1), 256); };
+    if (wg == 1) named_barrier_arrive(1, 256);
     int it = 0, jc = 0;
     for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
       Job job;
@@ -290,29 +301,25 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 
       mbar_wait(q_full, jc & 1);
       fence_proxy_async();
-      for (int t = 0; t < r.num_tiles; ++t, ++it) {
-        const int st = it % kStages;
-        const uint32_t ph = (it / kStages) & 1;
-        const int tbase = r.tile_start + t * kN;
-        // ---- S = Q K^T
-        float s[kN / 2];
-        mbar_wait(k_full(st), ph);
-        fence_proxy_async();
-        cute::warpgroup_arrive();
+
+      // S_t = Q K_t^T issued (not waited) on stage st.
+      auto issue_s = [&](float (&sacc)[kN / 2], int st) {
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
           const uint32_t qoff = uint32_t((kk >> 2) * kM * 128 + (kk & 3) * 32);
           const uint32_t koff = uint32_t(st * C::kTileKV + (kk >> 2) * kN * 128 + (kk & 3) * 32);
-          gmma_ss<T, kN>(dq0 + (qoff >> 4), dk0 + (koff >> 4), s, kk > 0);
+          gmma_ss<T, kN>(dq0 + (qoff >> 4), dk0 + (koff >> 4), sacc, kk > 0);
         }
-        cute::warpgroup_commit_batch();
-        cute::warpgroup_wait<0>();
-        fence_regs(s);
-        __syncwarp();
-        if (lane == 0) mbar_arrive(k_empty(st));
-        if (t == r.num_tiles - 1 && lane == 0) mbar_arrive(q_empty);  // last read of Q for this job
-
-        // ---- logits transform and mask (boundary tiles only, unless capped)
+      };
+      // O += P V_t issued on stage st (P: 16-bit A fragments, 16 KV rows per step).
+      auto issue_pv = [&](const uint32_t (&pf)[kN / 16][4], int st) {
+#pragma unroll
+        for (int kc = 0; kc < kN / 16; ++kc)
+          gmma_rs<T, D>(pf[kc], dv0 + (uint32_t(st * C::kTileKV + kc * 16 * 128) >> 4), o);
+      };
+      // Logits transform, mask (boundary tiles), online softmax of tile S (in place: S becomes P, in
+      // fp32); returns the per-row rescale factors of O through corr.
+      auto softmax = [&](float (&sacc)[kN / 2], int tbase, float (&corr)[2]) {
         const bool need_mask = tbase + kN > r.kv_hi || tbase < r.kv_lo ||
                                (p.causal && tbase + kN - 1 > r.qa + r.offset) ||
                                (p.window_left >= 0 && tbase < r.qb + r.offset - p.window_left);
@@ -328,61 +335,122 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
             for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
               for (int e = 0; e < 2; ++e) {
-                float x = s[4 * j + 2 * h + e];
+                float x = sacc[4 * j + 2 * h + e];
                 if (cap) x = tanhf(x * pre) * post;
                 if (need_mask) {
                   const int kv = tbase + j * 8 + 2 * tq + e;
                   x = (kv >= lo && kv <= hi) ? x : -INFINITY;
                 }
-                s[4 * j + 2 * h + e] = x;
+                sacc[4 * j + 2 * h + e] = x;
               }
           }
         }
-        // ---- online softmax (a row's 4 threads are lanes 4g .. 4g + 3)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
+        for (int h = 0; h < 2; ++h) {  // a row's 4 threads are lanes 4g .. 4g + 3
           float mx = m[h];
 #pragma unroll
-          for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]));
+          for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
           const float mu = (mx == -INFINITY ? 0.f : mx) * scale;
-          const float corr = fast_exp2(m[h] * scale - mu);
+          corr[h] = fast_exp2(m[h] * scale - mu);
           m[h] = mx;
           float sum = 0.f;
 #pragma unroll
           for (int j = 0; j < kN / 8; ++j) {
-            s[4 * j + 2 * h] = fast_exp2(fmaf(s[4 * j + 2 * h], scale, -mu));
-            s[4 * j + 2 * h + 1] = fast_exp2(fmaf(s[4 * j + 2 * h + 1], scale, -mu));
-            sum += s[4 * j + 2 * h] + s[4 * j + 2 * h + 1];
+            sacc[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
+            sacc[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
+            sum += sacc[4 * j + 2 * h] + sacc[4 * j + 2 * h + 1];
           }
-          l[h] = l[h] * corr + sum;
-          if (__any_sync(0xffffffff, corr != 1.f)) {
-#pragma unroll
-            for (int j = 0; j < D / 8; ++j) o[4 * j + 2 * h] *= corr, o[4 * j + 2 * h + 1] *= corr;
-          }
+          l[h] = l[h] * corr[h] + sum;
         }
-        // ---- O += P V (P: the S accumulators as 16-bit A fragments, 16 KV rows per step)
-        uint32_t a[kN / 16][4];
+      };
+      auto to_frags = [&](const float (&sacc)[kN / 2], uint32_t (&pf)[kN / 16][4]) {
 #pragma unroll
         for (int kc = 0; kc < kN / 16; ++kc) {
-          a[kc][0] = pack2<T>(s[8 * kc + 0], s[8 * kc + 1]);
-          a[kc][1] = pack2<T>(s[8 * kc + 2], s[8 * kc + 3]);
-          a[kc][2] = pack2<T>(s[8 * kc + 4], s[8 * kc + 5]);
-          a[kc][3] = pack2<T>(s[8 * kc + 6], s[8 * kc + 7]);
+          pf[kc][0] = pack2<T>(sacc[8 * kc + 0], sacc[8 * kc + 1]);
+          pf[kc][1] = pack2<T>(sacc[8 * kc + 2], sacc[8 * kc + 3]);
+          pf[kc][2] = pack2<T>(sacc[8 * kc + 4], sacc[8 * kc + 5]);
+          pf[kc][3] = pack2<T>(sacc[8 * kc + 6], sacc[8 * kc + 7]);
         }
-        mbar_wait(v_full(st), ph);
-        fence_proxy_async();
-        fence_regs(o);
-        cute::warpgroup_arrive();
-#pragma unroll
-        for (int kc = 0; kc < kN / 16; ++kc)
-          gmma_rs<T, D>(a[kc], dv0 + (uint32_t(st * C::kTileKV + kc * 16 * 128) >> 4), o);
-        cute::warpgroup_commit_batch();
-        cute::warpgroup_wait<0>();
-        fence_regs(o);
+      };
+      auto release = [&](uint32_t b) {
         __syncwarp();
-        if (lane == 0) mbar_arrive(v_empty(st));
+        if (lane == 0) mbar_arrive(b);
+      };
+
+      // Software pipeline (per warpgroup): S_t is issued together with O += P_{t-1} V_{t-1}, so the
+      // tensor cores work on both while this warpgroup waits; softmax of S_t runs while PV drains.
+      // Pingpong (across the two warpgroups): issues alternate through named barriers, so one
+      // warpgroup's softmax overlaps the other's matrix work.
+      if (r.num_tiles > 0) {
+        uint32_t pf[kN / 16][4];
+        float corr[2];
+        {
+          const int st = it % kStages;
+          float s[kN / 2];
+          mbar_wait(k_full(st), (it / kStages) & 1);
+          fence_proxy_async();
+          turn_wait();
+          cute::warpgroup_arrive();
+          issue_s(s, st);
+          cute::warpgroup_commit_batch();
+          turn_pass();
+          cute::warpgroup_wait<0>();
+          fence_regs(s);
+          release(k_empty(st));
+          if (r.num_tiles == 1) release(q_empty);
+          softmax(s, r.tile_start, corr);
+          to_frags(s, pf);
+        }
+        for (int t = 1; t < r.num_tiles; ++t) {
+          const int sp = it % kStages;  // stage of tile t - 1 (its V)
+          ++it;
+          const int st = it % kStages;
+          float s[kN / 2];
+          mbar_wait(k_full(st), (it / kStages) & 1);
+          fence_proxy_async();
+          turn_wait();
+          cute::warpgroup_arrive();
+          issue_s(s, st);
+          cute::warpgroup_commit_batch();
+          mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
+          fence_proxy_async();
+          fence_regs(o);
+          issue_pv(pf, sp);
+          cute::warpgroup_commit_batch();
+          turn_pass();
+          cute::warpgroup_wait<1>();  // S_t done
+          fence_regs(s);
+          release(k_empty(st));
+          if (t == r.num_tiles - 1) release(q_empty);  // last read of Q for this job
+          softmax(s, r.tile_start + t * kN, corr);
+          cute::warpgroup_wait<0>();  // O += P_{t-1} V_{t-1} done
+          fence_regs(o);
+          release(v_empty(sp));
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            if (__any_sync(0xffffffff, corr[h] != 1.f)) {
+#pragma unroll
+              for (int j = 0; j < D / 8; ++j) o[4 * j + 2 * h] *= corr[h], o[4 * j + 2 * h + 1] *= corr[h];
+            }
+          to_frags(s, pf);
+        }
+        {
+          const int sp = it % kStages;
+          ++it;
+          mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
+          fence_proxy_async();
+          turn_wait();
+          fence_regs(o);
+          cute::warpgroup_arrive();
+          issue_pv(pf, sp);
+          cute::warpgroup_commit_batch();
+          turn_pass();
+          cute::warpgroup_wait<0>();
+          fence_regs(o);
+          release(v_empty(sp));
+        }
       }
       if (r.num_tiles == 0 && lane == 0) mbar_arrive(q_empty);
 
