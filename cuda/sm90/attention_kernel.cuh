@@ -76,6 +76,18 @@ __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
+// Predicated inside the instruction: a C++ branch around it would be a divergent path, where the
+// compiler's warpgroup bookkeeping then serialises every wgmma (C7520).
+__device__ __forceinline__ void mbar_arrive_if(uint32_t bar, bool pred) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %1, 0;\n"
+      "@p mbarrier.arrive.shared::cta.b64 _, [%0];\n"
+      "}\n" ::"r"(bar),
+      "r"(int(pred))
+      : "memory");
+}
 // Arrives when all of this thread's earlier cp.async copies have landed (counted in the init count).
 __device__ __forceinline__ void mbar_arrive_cp_async(uint32_t bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
@@ -194,11 +206,14 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
   }
   __syncthreads();
 
+  // Values that steer control flow around wgmma are broadcast from lane 0 (__shfl_sync), so the
+  // compiler sees them warp-uniform; otherwise it serialises the wgmma instructions (C7520).
   const int num_items = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
-  const int num_jobs = num_items * p.num_kv_heads;
+  const int num_jobs = __shfl_sync(0xffffffff, num_items * p.num_kv_heads, 0);
   const int group = p.group;
+  const int role = __shfl_sync(0xffffffff, tid / 128, 0);  // 0: producer, 1..: consumer warpgroups
 
-  if (tid < 128) {
+  if (role == 0) {
     // ================= producer warpgroup: cp.async gathers =================
     setmaxnreg_dec<C::kProducerRegs>();
     constexpr int kRowStep = 128 / C::kChunks;  // rows covered per pass of the 128 threads
@@ -266,7 +281,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
   } else {
     // ================= consumer warpgroups =================
     setmaxnreg_inc<C::kConsumerRegs>();
-    const int wg = tid / 128 - 1, wt = tid % 128, warp = wt / 32, lane = tid & 31;
+    const int wg = role - 1, wt = tid % 128, warp = wt / 32, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;
     const float log2e = 1.4426950408889634f;
     const bool cap = p.soft_cap > 0.f;
@@ -288,8 +303,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       Job job;
       load_job(p, w / p.num_kv_heads, job);
       const int kvh = w % p.num_kv_heads;
-      const JobRange r = job_range<kN>(p, job);
-      if (r.row0 >= r.packed_rows) { --jc; continue; }
+      JobRange r = job_range<kN>(p, job);
+      r.num_tiles = __shfl_sync(0xffffffff, r.row0 >= r.packed_rows ? -1 : r.num_tiles, 0);
+      if (r.num_tiles < 0) { --jc; continue; }
       const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       int qrow[2];
       float m[2], l[2];
@@ -376,7 +392,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       };
       auto release = [&](uint32_t b) {
         __syncwarp();
-        if (lane == 0) mbar_arrive(b);
+        mbar_arrive_if(b, lane == 0);
       };
 
       // Software pipeline (per warpgroup): S_t is issued together with O += P_{t-1} V_{t-1}, so the
@@ -452,7 +468,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           release(v_empty(sp));
         }
       }
-      if (r.num_tiles == 0 && lane == 0) mbar_arrive(q_empty);
+      if (r.num_tiles == 0) mbar_arrive_if(q_empty, lane == 0);
 
       // ---- epilogue: normalise and write this thread's rows (direct or partial), LSE
       const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[job.request]) ? NAN : 0.f;
