@@ -110,7 +110,11 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 // Shared data written through the generic proxy (cp.async) is read next by wgmma (async proxy).
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_proxy_async() {
+#ifndef KVINFER_EXP_NO_FENCE
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
 
 template <int kRegs>
 __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs)); }
@@ -272,7 +276,11 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
             } else {
               off = pos < r.kv_hi ? (int64_t(job.kv_base) + pos) * stride_tok : -1;
             }
+#ifndef KVINFER_EXP_NO_LOADS
             cp_async_16(dst + sw128<kN>(lr0 + i * kRowStep, lc0), off >= 0 ? head + off : head, off >= 0);
+#else
+            if (off == -12345) cp_async_16(dst, head, true);
+#endif
           }
           mbar_arrive_cp_async(kv ? v_full(st) : k_full(st));
         }
@@ -295,9 +303,14 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     const uint64_t dv0 = make_desc(sV, kN * 128);
     // Pingpong turns: named barrier 1 + wg is this warpgroup's turn to issue matrix work; it is
     // passed to the other warpgroup right after issuing. Warpgroup 0 starts.
+#ifndef KVINFER_EXP_NO_PINGPONG
     auto turn_wait = [&]() { named_barrier_sync(1 + wg, 256); };
     auto turn_pass = [&]() { named_barrier_arrive(1 + (wg ^ 1), 256); };
     if (wg == 1) named_barrier_arrive(1, 256);
+#else
+    auto turn_wait = [&]() {};
+    auto turn_pass = [&]() {};
+#endif
     int it = 0, jc = 0;
     for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
       Job job;
@@ -336,6 +349,10 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       // Logits transform, mask (boundary tiles), online softmax of tile S (in place: S becomes P, in
       // fp32); returns the per-row rescale factors of O through corr.
       auto softmax = [&](float (&sacc)[kN / 2], int tbase, float (&corr)[2]) {
+#ifdef KVINFER_EXP_NO_SOFTMAX
+        corr[0] = corr[1] = 1.f;
+        if (tbase >= 0) return;
+#endif
         const bool need_mask = tbase + kN > r.kv_hi || tbase < r.kv_lo ||
                                (p.causal && tbase + kN - 1 > r.qa + r.offset) ||
                                (p.window_left >= 0 && tbase < r.qb + r.offset - p.window_left);
