@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "sm90/attention_launch.cuh"
+#include "../cpp/src/tma.cpp"
 
 using namespace kvinfer;
 using namespace kvinfer::detail;
@@ -29,6 +30,10 @@ int main(int argc, char** argv) {
   p.single_qo_len = L, p.single_kv_len = L;
   p.implicit_qo_tiles = (L + 127) / 128, p.implicit_splits = 1, p.implicit_chunk = L;
   p.causal = causal, p.sm_scale = 0.088f;
+  p.use_tma = getenv("EXP_NO_TMA") == nullptr &&
+              encode_kv_tensor_map(&p.tma_k, k, L, H, D, H * D, D, 128) &&
+              encode_kv_tensor_map(&p.tma_v, v, L, H, D, H * D, D, 128);
+  printf("tma: %d  ", int(p.use_tma));
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
   p.grid_x = std::min(sms, p.implicit_qo_tiles * H);

@@ -10,5 +10,5 @@ for v in BASE ${KVINFER_EXPS:-NO_FENCE NO_LOADS NO_SOFTMAX NO_PINGPONG}; do
 done
 wait
 for v in BASE ${KVINFER_EXPS:-NO_FENCE NO_LOADS NO_SOFTMAX NO_PINGPONG}; do
-  echo "== $v"; /tmp/exp_$v 4096 0; /tmp/exp_$v 4096 1
+  echo "== $v"; /tmp/exp_$v 4096 0; /tmp/exp_$v 4096 1; EXP_NO_TMA=1 /tmp/exp_$v 4096 0
 done

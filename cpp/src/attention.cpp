@@ -8,6 +8,7 @@
 #include "check.h"
 #include "device.h"
 #include "dispatch.h"
+#include "tma.h"
 
 namespace kvinfer {
 
@@ -119,6 +120,14 @@ void launch(const detail::AttnParams& p, DType dt, AttnBackend backend, int tile
   }
   detail::dispatch_attention(p.head_dim, dt, tile_rows == 16 ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill,
                              p, stream);
+}
+
+// TMA descriptors of contiguous/ragged K and V for the FA3 kernel (falls back to cp.async if either
+// cannot be described).
+void set_kv_tensor_maps(detail::AttnParams& p, const TensorView& k, const TensorView& v, int64_t tokens, int64_t hkv) {
+  const int rows = detail::sm90_kv_rows(p.head_dim);
+  p.use_tma = detail::encode_kv_tensor_map(&p.tma_k, k.data, tokens, hkv, p.head_dim, p.k_stride_tok, p.k_stride_h, rows) &&
+              detail::encode_kv_tensor_map(&p.tma_v, v.data, tokens, hkv, p.head_dim, p.v_stride_tok, p.v_stride_h, rows);
 }
 
 // The FA3 kernels take no custom mask (the FA2-class kernels do).
@@ -241,6 +250,7 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
     p.partial_o = tmp_o->data, p.partial_lse = static_cast<float*>(tmp_lse->data);
   }
   p.grid_x = fa3 ? sp.grid_x : p.implicit_qo_tiles * p.implicit_splits;
+  if (fa3) set_kv_tensor_maps(p, k, v, kv_len, hkv);
   launch(p, q.dtype, sp.backend, sp.tile_rows, q.device_id, stream);
   if (sp.splits > 1)  // tmp [qo_len, splits, H, D] -> o
     merge_partials(q, o, lse, tmp_o->data, static_cast<const float*>(tmp_lse->data), sp.splits, nullptr, 0, stream);
@@ -322,6 +332,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   auto* fws = static_cast<unsigned char*>(float_ws.data);
   p.partial_o = fws;
   p.partial_lse = reinterpret_cast<float*>(fws + plan.off_partial_lse);
+  if (po.backend == AttnBackend::kFA3 && !paged) set_kv_tensor_maps(p, k, v, k.size(ax.tok), hkv);
   if (po.backend == AttnBackend::kFA3 && paged) {
     p.num_requests = reinterpret_cast<const int32_t*>(ws + 4);
     p.req_bad = reinterpret_cast<int32_t*>(ws + plan.off_req_bad);

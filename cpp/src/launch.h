@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 
+#include <cuda.h>  // CUtensorMap (the type only: maps are encoded in cpp/src/tma.cpp)
 #include <cuda_runtime_api.h>
 
 #include "kvinfer/tensor.h"
@@ -107,6 +108,11 @@ struct AttnParams {
   int32_t* req_bad = nullptr;              // [batch capacity]
   const int32_t* num_requests = nullptr;   // device batch size (plan header)
   int batch_capacity = 0;                  // pre-kernel grid (requests >= *num_requests exit)
+  // Hopper path, contiguous/ragged KV: TMA descriptors of K and V as [tokens, heads, D] boxes of
+  // sm90_kv_rows(D) x 1 x 64 (128-byte swizzle); full tiles load through them, boundary tiles and
+  // paged KV through cp.async. use_tma false: every tile by cp.async.
+  bool use_tma = false;
+  CUtensorMap tma_k, tma_v;
 };
 
 // Tile shapes of the compiled kernels (shared by planner and instances).
@@ -124,6 +130,7 @@ cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);
 // Hopper path (cuda/sm90, sm_90a only): warp-specialised wgmma kernel, 128 packed rows per CTA tile,
 // persistent over (work item, kv head) pairs; grid_x CTAs (1 per SM).
 constexpr int kSm90TileRows = 128;
+constexpr int sm90_kv_rows(int head_dim) { return head_dim == 256 ? 64 : 128; }  // KV tokens per tile
 template <int kHeadDim, DType kDT>
 cudaError_t launch_attention_sm90(const AttnParams& p, cudaStream_t stream);
 // Resident CTAs per SM of that instance on the current device (the planner sizes grids by it).

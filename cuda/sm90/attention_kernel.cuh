@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <utility>
 
+#include <cute/arch/copy_sm90_desc.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
 #include <cute/arch/mma_sm90_desc.hpp>
 #include <cute/arch/mma_sm90_gmma.hpp>
 
@@ -36,7 +38,7 @@ struct Config {
   static constexpr int kM = kSm90TileRows;        // packed query rows per CTA tile
   static constexpr int kConsumers = kM / 64;      // one warpgroup per 64 rows
   static constexpr int kThreads = 128 * (1 + kConsumers);
-  static constexpr int kN = D == 256 ? 64 : 128;  // KV tokens per tile (S: kN / 2 registers per thread)
+  static constexpr int kN = sm90_kv_rows(D);      // KV tokens per tile (S: kN / 2 registers per thread)
   static constexpr int kStages = D == 64 ? 4 : 2;
   static constexpr int kChunks = D / 8;           // 16-byte chunks per row
   static constexpr int kTileQ = kM * D * 2, kTileKV = kN * D * 2;
@@ -87,6 +89,9 @@ __device__ __forceinline__ void mbar_arrive_if(uint32_t bar, bool pred) {
       "}\n" ::"r"(bar),
       "r"(int(pred))
       : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
 // Arrives when all of this thread's earlier cp.async copies have landed (counted in the init count).
 __device__ __forceinline__ void mbar_arrive_cp_async(uint32_t bar) {
@@ -188,6 +193,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
   constexpr int kM = C::kM, kN = C::kN, kStages = C::kStages;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  unsigned char* gsmem = smem_raw + (base - smem_addr(smem_raw));  // generic pointer of `base`
   const uint32_t sQ = base, sK = base + C::kOffK, sV = base + C::kOffV;
   const uint32_t bar = base + C::kOffBar;
   // Barriers: Q full / empty, then K full, K empty, V full, V empty per stage.
@@ -252,9 +258,29 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         const uint32_t dk = sK + st * C::kTileKV, dv = sV + st * C::kTileKV;
         // One pass per operand (K, then V): each row's element offset (past the end or a bad page:
         // zero-filled, never read), then its copy. Paged: page and slot step along with the rows.
+        // Full tiles of a contiguous/ragged KV: one thread issues the TMA boxes (64 columns each), the
+        // others only arrive. Boundary tiles go through cp.async, which zero-fills rows past the end
+        // (a box would read the next request's tokens, and 0 x NaN there would poison O).
+        const bool tma = p.use_tma && tbase + kN <= r.kv_hi;
 #pragma unroll
         for (int kv = 0; kv < 2; ++kv) {
           mbar_wait(kv ? v_empty(st) : k_empty(st), ph);
+          if (tma) {
+            const uint32_t full = kv ? v_full(st) : k_full(st);
+            if (tid == 0) {
+              mbar_arrive_expect_tx(full, C::kTileKV);
+              const void* map = kv ? &p.tma_v : &p.tma_k;
+              unsigned char* dst = gsmem + ((kv ? sV : sK) - base) + st * C::kTileKV;
+#pragma unroll
+              for (int c = 0; c < D / 64; ++c)
+                cute::SM90_TMA_LOAD_3D::copy(map, reinterpret_cast<uint64_t*>(gsmem + (full - base)),
+                                             uint64_t(cute::TMA::CacheHintSm90::EVICT_LAST), dst + c * kN * 128,
+                                             c * 64, kvh, job.kv_base + tbase);
+            } else {
+              mbar_arrive(full);
+            }
+            continue;
+          }
           const T* head = kv ? v_head : k_head;
           const uint32_t dst = kv ? dv : dk;
           const int64_t stride_tok = kv ? p.v_stride_tok : p.k_stride_tok;

@@ -1,0 +1,16 @@
+// TMA tensor maps (Hopper bulk tensor copies) for the sm90 attention path, encoded on the host.
+#pragma once
+#include <cstdint>
+
+#include <cuda.h>
+
+namespace kvinfer::detail {
+
+// A [tokens, heads, D] view of 16-bit elements with element strides (tok, head, 1), loaded in boxes of
+// box_rows tokens x 1 head x 64 columns with 128-byte swizzle. Returns false when TMA cannot describe
+// it (strides not multiples of 16 bytes, base not 16-byte aligned, extents out of range, or no driver
+// entry point), so the caller falls back to cp.async.
+bool encode_kv_tensor_map(CUtensorMap* map, const void* base, int64_t tokens, int64_t heads, int64_t head_dim,
+                          int64_t stride_tok, int64_t stride_head, int box_rows);
+
+}  // namespace kvinfer::detail
