@@ -130,6 +130,18 @@ void set_kv_tensor_maps(detail::AttnParams& p, const TensorView& k, const Tensor
               detail::encode_kv_tensor_map(&p.tma_v, v.data, tokens, hkv, p.head_dim, p.v_stride_tok, p.v_stride_h, rows);
 }
 
+// Paged: TMA per page when pages tile the KV tile (page_size a multiple of 8 that divides it, or a
+// multiple of it); other page sizes gather rows with cp.async.
+void set_paged_tensor_maps(detail::AttnParams& p, const TensorView& k, const TensorView& v, int64_t hkv) {
+  const int rows = detail::sm90_kv_rows(p.head_dim), ps = p.page_size;
+  if (ps % 8 || (rows % ps && ps % rows)) return;
+  const int box = std::min(ps, rows);
+  p.use_tma = detail::encode_paged_tensor_map(&p.tma_k, k.data, p.num_pages, ps, hkv, p.head_dim, p.k_stride_page,
+                                              p.k_stride_tok, p.k_stride_h, box) &&
+              detail::encode_paged_tensor_map(&p.tma_v, v.data, p.num_pages, ps, hkv, p.head_dim, p.v_stride_page,
+                                              p.v_stride_tok, p.v_stride_h, box);
+}
+
 // The FA3 kernels take no custom mask (the FA2-class kernels do).
 void check_fa3_options(AttnBackend backend, const TensorView* mask_bits) {
   if (backend == AttnBackend::kFA3 && mask_bits)
@@ -340,6 +352,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
     // K and V offsets share one array when their page strides agree (views of one cache).
     p.page_off_v = p.k_stride_page == p.v_stride_page ? p.page_off_k : p.page_off_k + plan.page_off_capacity;
     p.batch_capacity = int(graph ? po.capacity_batch : plan.batch);
+    set_paged_tensor_maps(p, k, v, hkv);
   }
   p.grid_x = plan.grid_x;
   launch(p, q.dtype, po.backend, plan.tile_rows, q.device_id, stream);

@@ -13,4 +13,10 @@ namespace kvinfer::detail {
 bool encode_kv_tensor_map(CUtensorMap* map, const void* base, int64_t tokens, int64_t heads, int64_t head_dim,
                           int64_t stride_tok, int64_t stride_head, int box_rows);
 
+// A paged cache [pages, page_size, heads, D] (any layout, element strides page/slot/head), boxes of
+// box_rows slots x 1 head x 64 columns of one page; same conditions as above.
+bool encode_paged_tensor_map(CUtensorMap* map, const void* base, int64_t pages, int64_t page_size, int64_t heads,
+                             int64_t head_dim, int64_t stride_page, int64_t stride_tok, int64_t stride_head,
+                             int box_rows);
+
 }  // namespace kvinfer::detail

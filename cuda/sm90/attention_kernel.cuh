@@ -46,7 +46,7 @@ struct Config {
   static constexpr int kNumBars = 2 + 4 * kStages;
   static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + slack to align the base to 1024
   // Register split (setmaxnreg): the producer only computes addresses.
-  static constexpr int kProducerRegs = 56, kConsumerRegs = 224;
+  static constexpr int kProducerRegs = 64, kConsumerRegs = 224;
   static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "register file");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 };
@@ -261,23 +261,44 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         // Full tiles of a contiguous/ragged KV: one thread issues the TMA boxes (64 columns each), the
         // others only arrive. Boundary tiles go through cp.async, which zero-fills rows past the end
         // (a box would read the next request's tokens, and 0 x NaN there would poison O).
-        const bool tma = p.use_tma && tbase + kN <= r.kv_hi;
+        const bool tma = p.use_tma && tbase + kN <= r.kv_hi;  // paged: use_tma only for page sizes that tile kN
 #pragma unroll
         for (int kv = 0; kv < 2; ++kv) {
           mbar_wait(kv ? v_empty(st) : k_empty(st), ph);
           if (tma) {
             const uint32_t full = kv ? v_full(st) : k_full(st);
-            if (tid == 0) {
-              mbar_arrive_expect_tx(full, C::kTileKV);
-              const void* map = kv ? &p.tma_v : &p.tma_k;
-              unsigned char* dst = gsmem + ((kv ? sV : sK) - base) + st * C::kTileKV;
+            const void* map = kv ? &p.tma_v : &p.tma_k;
+            uint64_t* mbar = reinterpret_cast<uint64_t*>(gsmem + (full - base));
+            unsigned char* dst = gsmem + ((kv ? sV : sK) - base) + st * C::kTileKV;
+            constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_LAST);
+            if (!paged) {
+              if (tid == 0) {
+                mbar_arrive_expect_tx(full, C::kTileKV);
 #pragma unroll
-              for (int c = 0; c < D / 64; ++c)
-                cute::SM90_TMA_LOAD_3D::copy(map, reinterpret_cast<uint64_t*>(gsmem + (full - base)),
-                                             uint64_t(cute::TMA::CacheHintSm90::EVICT_LAST), dst + c * kN * 128,
-                                             c * 64, kvh, job.kv_base + tbase);
+                for (int c = 0; c < D / 64; ++c)
+                  cute::SM90_TMA_LOAD_3D::copy(map, mbar, kHint, dst + c * kN * 128, c * 64, kvh, job.kv_base + tbase);
+              } else {
+                mbar_arrive(full);
+              }
             } else {
-              mbar_arrive(full);
+              // One box per (page, 64 columns), issued by the lanes of warp 0 after lane 0 announced the
+              // tile's bytes. Page ids outside the cache are out-of-bounds boxes: zero-filled, never read
+              // (the pre-kernel flagged the request).
+              if (tid < 32) {
+                if (tid == 0) mbar_arrive_expect_tx(full, C::kTileKV);
+                __syncwarp();
+                const int box_rows = min(p.page_size, kN), pages = kN / box_rows;
+                const int page0 = tbase / p.page_size, slot0 = tbase - page0 * p.page_size;
+                for (int i = tid; i < pages * (D / 64); i += 32) {
+                  const int pg = i / (D / 64), c = i - pg * (D / 64);
+                  const int id = __ldg(p.kv_indices + job.kv_base + page0 + pg);
+                  cute::SM90_TMA_LOAD_4D::copy(map, mbar, kHint, dst + c * kN * 128 + pg * box_rows * 128, c * 64,
+                                               kvh, slot0, id);
+                }
+                if (tid != 0) mbar_arrive(full);
+              } else {
+                mbar_arrive(full);
+              }
             }
             continue;
           }
@@ -288,7 +309,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           const int pos0 = tbase + lr0;
           int pg = 0, sl = 0;
           if (paged) pg = pos0 / p.page_size, sl = pos0 - pg * p.page_size;
-#pragma unroll
+#pragma unroll 4
           for (int i = 0; i < kN / kRowStep; ++i) {
             const int pos = pos0 + i * kRowStep;
             int64_t off;
