@@ -46,8 +46,11 @@ struct Config {
   static constexpr int kNumBars = 2 + 4 * kStages;
   static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + slack to align the base to 1024
   // Register split (setmaxnreg): the producer only computes addresses.
-  static constexpr int kProducerRegs = 64, kConsumerRegs = 224;
-  static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "register file");
+  // setmaxnreg only moves registers within the CTA's launch allocation (threads x the launch-bound
+  // count, 168 for 384 threads): asking for more blocks forever.
+  static constexpr int kProducerRegs = 56, kConsumerRegs = 224;
+  static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
+  static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= kThreads * kLaunchRegs, "register split");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 };
 

@@ -5,6 +5,7 @@ q is [qo_len, H_qo, D] ([H_qo, D] for decode); k/v are [kv_len, H_kv, D] (NHD) o
 of H_kv (GQA/MQA). LSE is base 2, fp32. Long KV ranges are split across CTAs and merged on the device.
 """
 import functools
+import os
 
 from . import _C
 from ._arrays import Call
@@ -45,6 +46,8 @@ def _resolve_backend(backend, head_dim, dtype, device_index, *, custom_mask=Fals
     that cannot run raises ValueError."""
     if backend not in ("auto", "fa2", "fa3"):
         raise ValueError(f"backend: expected \"auto\", \"fa2\" or \"fa3\", got {backend!r}")
+    if backend == "auto" and os.environ.get("KVINFER_BACKEND") == "fa2":  # process-wide override of auto
+        return "fa2"
     if backend == "fa2":
         return "fa2"
     dtype = {"half": "float16", "bf16": "bfloat16", "fp16": "float16"}.get(str(dtype).split(".")[-1],
