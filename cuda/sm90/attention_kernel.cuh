@@ -265,6 +265,15 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         // others only arrive. Boundary tiles go through cp.async, which zero-fills rows past the end
         // (a box would read the next request's tokens, and 0 x NaN there would poison O).
         const bool tma = p.use_tma && tbase + kN <= r.kv_hi;  // paged: use_tma only for page sizes that tile kN
+        // Paged TMA: lane i of warp 0 issues box i = (page i / (D / 64), columns i % (D / 64)); its page
+        // id is loaded here, before the stage waits, so the load latency hides behind them.
+        static_assert((kN / 8) * (D / 64) <= 32, "one paged box per lane");
+        int box_page = 0, box_id = 0;
+        if (tma && paged && tid < 32) {
+          const int box_rows = min(p.page_size, kN), pages = kN / box_rows;
+          box_page = tid / (D / 64);
+          if (tid < pages * (D / 64)) box_id = __ldg(p.kv_indices + job.kv_base + tbase / p.page_size + box_page);
+        }
 #pragma unroll
         for (int kv = 0; kv < 2; ++kv) {
           mbar_wait(kv ? v_empty(st) : k_empty(st), ph);
@@ -290,14 +299,10 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
               if (tid < 32) {
                 if (tid == 0) mbar_arrive_expect_tx(full, C::kTileKV);
                 __syncwarp();
-                const int box_rows = min(p.page_size, kN), pages = kN / box_rows;
-                const int page0 = tbase / p.page_size, slot0 = tbase - page0 * p.page_size;
-                for (int i = tid; i < pages * (D / 64); i += 32) {
-                  const int pg = i / (D / 64), c = i - pg * (D / 64);
-                  const int id = __ldg(p.kv_indices + job.kv_base + page0 + pg);
-                  cute::SM90_TMA_LOAD_4D::copy(map, mbar, kHint, dst + c * kN * 128 + pg * box_rows * 128, c * 64,
-                                               kvh, slot0, id);
-                }
+                const int box_rows = min(p.page_size, kN), slot0 = tbase % p.page_size;
+                if (tid < (kN / box_rows) * (D / 64))
+                  cute::SM90_TMA_LOAD_4D::copy(map, mbar, kHint, dst + (tid % (D / 64)) * kN * 128 +
+                                               box_page * box_rows * 128, (tid % (D / 64)) * 64, kvh, slot0, box_id);
                 if (tid != 0) mbar_arrive(full);
               } else {
                 mbar_arrive(full);
