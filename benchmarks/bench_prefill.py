@@ -1,5 +1,7 @@
 """Batch prefill (ragged K/V) throughput on the FlashAttention benchmark grid, next to torch SDPA (flash, cuDNN).
 
+kvinfer runs the default backend ("auto": the Hopper fa3 kernels on sm90) and, where that is fa3, also
+the FA2-class kernels (backend="fa2") on the same shapes.
 Grid (FlashAttention's): batch x seqlen = 16384 tokens, seqlen 512..16384, heads = 4096 / head dim
 (no GQA), head dim 64/128/256, bf16, causal off and on. kvinfer runs BatchPrefillWithRaggedKVCacheWrapper
 over the batch (plan() outside the timing) on [tokens, H, D]; the peers run torch SDPA with the flash and
@@ -68,19 +70,21 @@ def kvinfer_status(fn, row, key):
     free_memory()
 
 
-def bench_ragged(batch, seqlen, heads, head_dim, causal, reps, row):
+def bench_ragged(batch, seqlen, heads, head_dim, causal, reps, row, backend="auto", key="kvinfer"):
     total = batch * seqlen
     q, k, v = (torch.randn(total, heads, head_dim, dtype=DTYPE, device="cuda") for _ in range(3))
     indptr = (np.arange(batch + 1) * seqlen).astype(np.int32)
-    w = kvinfer.BatchPrefillWithRaggedKVCacheWrapper(torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device="cuda"))
+    w = kvinfer.BatchPrefillWithRaggedKVCacheWrapper(torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device="cuda"),
+                                                     backend=backend)
     w.plan(indptr, indptr, heads, heads, head_dim, causal=causal, q_data_type=DTYPE)
+    row[f"{key}_backend"] = w.plan_info.backend
     out = torch.empty_like(q)
     w.run(q, k, v, out=out)
     err = check_rows(out, q, k, v, (batch - 1) * seqlen, seqlen, causal)
-    row["kvinfer_max_abs_err"] = err
+    row[f"{key}_max_abs_err"] = err
     if err > ATOL:
-        row["kvinfer_status"] = f"wrong: max abs error {err:.3g} vs float32 reference (tolerance {ATOL})"
-    row["kvinfer_us"] = time_us(lambda: w.run(q, k, v, out=out), reps)
+        row[f"{key}_status"] = f"wrong: max abs error {err:.3g} vs float32 reference (tolerance {ATOL})"
+    row[f"{key}_us"] = time_us(lambda: w.run(q, k, v, out=out), reps)
 
 
 def bench_sdpa(backend, batch, seqlen, heads, head_dim, causal, reps):
@@ -111,8 +115,12 @@ def bench_config(seqlen, head_dim, causal, reps, peak):
     batch, heads = TOKENS // seqlen, HIDDEN // head_dim
     f = flops(batch, seqlen, heads, head_dim, causal)
     row = {"batch": batch, "seqlen": seqlen, "heads": heads, "head_dim": head_dim, "causal": causal, "flops": f,
-           "kvinfer_status": "ok", "floor_us": f / peak / 1e6 if peak else None}
+           "kvinfer_status": "ok", "fa2_status": "ok", "floor_us": f / peak / 1e6 if peak else None}
     kvinfer_status(lambda: bench_ragged(batch, seqlen, heads, head_dim, causal, reps, row), row, "kvinfer")
+    # The FA2-class kernels on the same shapes (what "auto" runs where the Hopper kernels cannot).
+    if row.get("kvinfer_backend") == "fa3":
+        kvinfer_status(lambda: bench_ragged(batch, seqlen, heads, head_dim, causal, reps, row, "fa2", "fa2"), row,
+                       "fa2")
     try:
         from torch.nn.attention import SDPBackend
         backends = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": getattr(SDPBackend, "CUDNN_ATTENTION", None)}
@@ -132,12 +140,14 @@ def bench_config(seqlen, head_dim, causal, reps, peak):
             row[f"{name}_note"] = f"n/a: {why}"
         else:
             row[f"{name}_us"] = us
-    for name in ("kvinfer", "flash", "cudnn"):
+    for name in ("kvinfer", "fa2", "flash", "cudnn"):
         if row.get(f"{name}_us"):
             row[f"{name}_tflops"] = f / row[f"{name}_us"] / 1e6
     for name in ("flash", "cudnn"):
         if row.get("kvinfer_tflops") and row.get(f"{name}_tflops"):
             row[f"ratio_{name}"] = row["kvinfer_tflops"] / row[f"{name}_tflops"]
+    if row.get("fa2_tflops") and row.get("flash_tflops"):
+        row["ratio_fa2_flash"] = row["fa2_tflops"] / row["flash_tflops"]
     if row.get("kvinfer_tflops") and peak:
         row["pct_peak"] = 100 * row["kvinfer_tflops"] / peak
     return row
@@ -228,22 +238,27 @@ def main():
           f"{args.reps} samples of {BATCH} back-to-back run() calls (CUDA events, {WARMUP} warmup calls; plan() "
           "not timed). Floor: FLOPs / dense bf16 peak. Peers: torch SDPA, flash and cuDNN backends, on "
           "contiguous [batch, H, seqlen, D]; ratio = kvinfer TFLOP/s / peer TFLOP/s (> 1: kvinfer faster).\n")
+    print("kvinfer = the default backend (\"auto\": the Hopper fa3 kernels on sm90); fa2 = the FA2-class kernels "
+          "forced on the same shapes.\n")
     print("| causal | head dim | heads | batch | seqlen | kvinfer µs | floor µs | kvinfer TFLOP/s | % of peak "
-          "| flash TFLOP/s | cuDNN TFLOP/s | kvinfer/flash | kvinfer/cuDNN |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| fa2 TFLOP/s | flash TFLOP/s | cuDNN TFLOP/s | kvinfer/flash | kvinfer/cuDNN | fa2/flash |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     notes = []
     for r in rows:
         label = f"{'causal' if r['causal'] else 'non-causal'} D {r['head_dim']} seqlen {r['seqlen']}"
         if r["kvinfer_status"] != "ok":
             notes.append((label, f"kvinfer {r['kvinfer_status']}"))
+        if r.get("fa2_status", "ok") != "ok":
+            notes.append((label, f"fa2 {r['fa2_status']}"))
         for name in ("flash", "cudnn"):
             if r.get(f"{name}_note"):
                 notes.append((label, f"{'cuDNN' if name == 'cudnn' else 'flash'} {r[name + '_note']}"))
         kv = fmt(r.get("kvinfer_us"), ".1f") if r["kvinfer_status"] == "ok" else r["kvinfer_status"].split(":")[0]
         print(f"| {r['causal']} | {r['head_dim']} | {r['heads']} | {r['batch']} | {r['seqlen']} | {kv} "
               f"| {fmt(r['floor_us'], '.1f')} | {fmt(r.get('kvinfer_tflops'), '.0f')} | {fmt(r.get('pct_peak'), '.1f')} "
-              f"| {fmt(r.get('flash_tflops'), '.0f')} | {fmt(r.get('cudnn_tflops'), '.0f')} "
-              f"| {fmt(r.get('ratio_flash'), '.2f')} | {fmt(r.get('ratio_cudnn'), '.2f')} |")
+              f"| {fmt(r.get('fa2_tflops'), '.0f')} | {fmt(r.get('flash_tflops'), '.0f')} "
+              f"| {fmt(r.get('cudnn_tflops'), '.0f')} | {fmt(r.get('ratio_flash'), '.2f')} "
+              f"| {fmt(r.get('ratio_cudnn'), '.2f')} | {fmt(r.get('ratio_fa2_flash'), '.2f')} |")
     errs = [r["kvinfer_max_abs_err"] for r in rows if "kvinfer_max_abs_err" in r]
     if errs:
         print(f"\nMax abs error vs a float32 reference (last {CHECK_ROWS} query rows of the last request): "
@@ -278,7 +293,7 @@ def main():
         }
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
-    bad = [r.get(f"{k}_status", "ok") for r in rows + paged_rows for k in ("kvinfer", "ragged", "paged")]
+    bad = [r.get(f"{k}_status", "ok") for r in rows + paged_rows for k in ("kvinfer", "fa2", "ragged", "paged")]
     return 1 if any(s.startswith(("error", "wrong")) for s in bad) else 0
 
 

@@ -11,19 +11,21 @@ DEFAULT_MIN_CHUNK_TOKENS = 256
 
 def plan_batch(qo_indptr, kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, *,
                causal=False, tile_rows=0, target_ctas=None, min_chunk_tokens=DEFAULT_MIN_CHUNK_TOKENS,
-               allow_split=True, out_elem_bytes=2, float_workspace_bytes=0, kv_indices=None):
+               allow_split=True, out_elem_bytes=2, float_workspace_bytes=0, kv_indices=None, backend="fa2"):
     """The plan of a batch (kvinfer._C.Plan; .arrays() gives its work items as numpy arrays).
 
     qo_indptr None means one query token per request (decode); page_size 0 means a ragged KV whose
     kv_indptr holds token offsets. Work items are (request, qo_tile, kv_begin, kv_end, partial,
     splits), longest KV first; partial >= 0 marks a split request whose query token t writes partial
-    row partial + t * splits, merged over merge_indptr (one range per query token).
+    row partial + t * splits, merged over merge_indptr (one range per query token). backend "fa3"
+    plans for the Hopper kernels: 128-row query tiles, a persistent grid of at most target_ctas CTAs
+    over (work item, kv head) pairs, and (paged) a page-offset region in the int workspace.
     """
     if target_ctas is None:
         target_ctas = _target_ctas()
     return _C.plan_attention(qo_indptr, kv_indptr, kv_last_page_len, kv_indices, num_qo_heads, num_kv_heads,
                              head_dim, page_size, causal, tile_rows, target_ctas, min_chunk_tokens, allow_split,
-                             out_elem_bytes, 0, 0, 0, 0, float_workspace_bytes)
+                             out_elem_bytes, 0, 0, 0, 0, float_workspace_bytes, backend)
 
 
 def plan_decode(kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, *,

@@ -63,7 +63,9 @@ def check_coverage(p, a, qo_lens, kv_lens, group):
     np.testing.assert_array_equal(a["qo_indptr"], qo_indptr_of(qo_lens))
     np.testing.assert_array_equal(a["kv_len"], kv_lens)
     assert p.batch == len(qo_lens) and p.total_qo == sum(qo_lens)
-    assert p.num_work == len(req) and p.grid_x == max(1, p.num_work)
+    assert p.num_work == len(req)
+    if p.backend == "fa2":  # one CTA per work item along x (fa3: a persistent grid, checked separately)
+        assert p.grid_x == max(1, p.num_work)
     assert ((0 <= req) & (req < len(qo_lens))).all()
     ranges = {}  # (request, tile) -> kv ranges
     for b, t, s, e in zip(req.tolist(), tile.tolist(), kb.tolist(), ke.tolist()):
@@ -356,3 +358,33 @@ def test_device_index_arrays_are_rejected():
     last = torch.tensor([5], dtype=torch.int32, device="cuda")
     with raises(ValueError, "host arrays"):
         plan_batch(qo, kv, last, 8, 2, 128, 16)
+
+
+# ---- FA3 (Hopper) plans -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page_size", [0, 16])
+def test_fa3_plan_tiles_grid_and_coverage(page_size):
+    qo_lens, kv_lens, group = [1, 300, 17, 1000], [5, 4000, 17, 1000], 4
+    p, a = make_plan(qo_lens, kv_lens, page_size=page_size, hq=8, hkv=2, backend="fa3", target_ctas=132)
+    assert p.backend == "fa3" and p.tile_rows == 128
+    # Persistent grid: at most target_ctas CTAs over (work item, kv head) pairs.
+    assert p.grid_x == min(132, p.num_work * 2)
+    check_coverage(p, a, qo_lens, kv_lens, group)
+
+
+def test_fa3_paged_plan_reserves_page_offsets():
+    lens = [100, 2000, 37]
+    ragged = make_plan([1, 1, 1], lens, page_size=0, backend="fa3")[0]
+    small = make_plan([1, 1, 1], lens, page_size=16, backend="fa3")[0]
+    big = make_plan([1, 1, 1], [n * 4 for n in lens], page_size=16, backend="fa3")[0]
+    fa2 = make_plan([1, 1, 1], lens, page_size=16)[0]
+    # 16 bytes (K and V offsets) per page of the batch, written by the device each run.
+    pages = sum((n + 15) // 16 for n in lens)
+    assert small.int_workspace_bytes - fa2.int_workspace_bytes >= pages * 16
+    assert big.int_workspace_bytes > small.int_workspace_bytes
+    assert ragged.int_workspace_bytes <= fa2.int_workspace_bytes + 256 * 4
+
+
+def test_backend_name_is_checked():
+    with raises(ValueError, "backend"):
+        make_plan([1], [10], backend="fa9")
