@@ -40,15 +40,26 @@ def test_manifest_generates_one_file_per_instance(tmp_path):
     assert r.returncode == 0, r.stderr
     files = sorted(os.listdir(tmp_path / "instances"))
     assert files == ["append_kv_1byte.cu", "append_kv_2byte.cu", "attention_sm80_d128_bf16_decode.cu",
-                     "attention_sm80_d128_bf16_prefill.cu", "merge_bf16.cu", "merge_fp16.cu", "merge_fp32.cu"]
+                     "attention_sm80_d128_bf16_prefill.cu", "attention_sm90_d128_bf16.cu", "merge_bf16.cu",
+                     "merge_fp16.cu", "merge_fp32.cu"]
     cmake = (tmp_path / "instances.cmake").read_text()
     assert all(f in cmake for f in files) and "|80,90a" in cmake
+    # The Hopper instances need sm_90a (wgmma, setmaxnreg): built for 90a only.
+    assert "attention_sm90_d128_bf16.cu|90a\n" in cmake
     ns = {}
     exec((tmp_path / "_build_info.py").read_text(), ns)
     assert ns["BUILD_INFO"]["head_dims"] == [128] and ns["BUILD_INFO"]["dtypes"] == ["bf16"]
     assert "KVINFER_MERGE_INSTANCE(DType::kBF16)" in (tmp_path / "dispatch_merge.inc").read_text()
     attn = (tmp_path / "dispatch_attention.inc").read_text()
     assert "KVINFER_ATTENTION_INSTANCE(128, DType::kBF16, AttnTile::kDecode)" in attn and "kF16" not in attn
+    assert "KVINFER_ATTENTION_SM90_INSTANCE(128, DType::kBF16)" in (tmp_path / "dispatch_attention_sm90.inc").read_text()
+
+
+def test_manifest_without_90a_has_no_hopper_instances(tmp_path):
+    r = run_manifest(tmp_path, "--archs", "80", "--head-dims", "128", "--dtypes", "bf16")
+    assert r.returncode == 0, r.stderr
+    assert not [f for f in os.listdir(tmp_path / "instances") if "sm90" in f]
+    assert "INSTANCE" not in (tmp_path / "dispatch_attention_sm90.inc").read_text()
 
 
 @pytest.mark.parametrize("args,word", [
