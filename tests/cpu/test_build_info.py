@@ -45,7 +45,7 @@ def test_manifest_generates_one_file_per_instance(tmp_path):
     cmake = (tmp_path / "instances.cmake").read_text()
     assert all(f in cmake for f in files) and "|80,90a" in cmake
     # The Hopper instances need sm_90a (wgmma, setmaxnreg): built for 90a only.
-    assert "attention_sm90_d128_bf16.cu|90a\n" in cmake
+    assert 'attention_sm90_d128_bf16.cu|90a"' in cmake
     ns = {}
     exec((tmp_path / "_build_info.py").read_text(), ns)
     assert ns["BUILD_INFO"]["head_dims"] == [128] and ns["BUILD_INFO"]["dtypes"] == ["bf16"]
