@@ -6,9 +6,9 @@ Grid (FlashAttention's): batch x seqlen = 16384 tokens, seqlen 512..16384, heads
 (no GQA), head dim 64/128/256, bf16, causal off and on. kvinfer runs BatchPrefillWithRaggedKVCacheWrapper
 over the batch (plan() outside the timing) on [tokens, H, D]; the peers run torch SDPA with the flash and
 the cuDNN backend on contiguous [batch, H, seqlen, D] tensors, in the same process.
-With --paged, also batch prefill over a paged cache (page 16) against the ragged wrapper on the same shapes.
+Also batch prefill over a paged cache (page 16) against the ragged wrapper on the same shapes (--no-paged skips it).
 
-    python benchmarks/bench_prefill.py [--reps 10] [--quick] [--paged] [--json PATH]
+    python benchmarks/bench_prefill.py [--reps 10] [--quick] [--no-paged] [--json PATH]
 """
 import argparse
 import datetime
@@ -215,7 +215,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=10, help="timed batches per case (median taken)")
     parser.add_argument("--quick", action="store_true", help=f"only {QUICK} (seqlen, head dim, causal)")
-    parser.add_argument("--paged", action="store_true", help="also compare paged with ragged batch prefill")
+    parser.add_argument("--no-paged", dest="paged", action="store_false",
+                        help="skip the paged vs ragged batch prefill comparison")
     parser.add_argument("--json", metavar="PATH", help="also write results here")
     args = parser.parse_args()
 
