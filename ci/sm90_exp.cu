@@ -31,8 +31,8 @@ int main(int argc, char** argv) {
   p.implicit_qo_tiles = (L + 127) / 128, p.implicit_splits = 1, p.implicit_chunk = L;
   p.causal = causal, p.sm_scale = 0.088f;
   p.use_tma = getenv("EXP_NO_TMA") == nullptr &&
-              encode_kv_tensor_map(&p.tma_k, k, L, H, D, H * D, D, 128) &&
-              encode_kv_tensor_map(&p.tma_v, v, L, H, D, H * D, D, 128);
+              encode_kv_tensor_map(&p.tma_k, k, L, H, D, H * D, D, sm90_kv_rows(D)) &&
+              encode_kv_tensor_map(&p.tma_v, v, L, H, D, H * D, D, sm90_kv_rows(D));
   printf("tma: %d  ", int(p.use_tma));
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);

@@ -39,7 +39,11 @@ struct Config {
   static constexpr int kConsumers = kM / 64;      // one warpgroup per 64 rows
   static constexpr int kThreads = 128 * (1 + kConsumers);
   static constexpr int kN = sm90_kv_rows(D);      // KV tokens per tile (S: kN / 2 registers per thread)
+#ifdef KVINFER_EXP_STAGES3
+  static constexpr int kStages = D == 64 ? 4 : D == 128 ? 3 : 2;
+#else
   static constexpr int kStages = D == 64 ? 4 : 2;
+#endif
   static constexpr int kChunks = D / 8;           // 16-byte chunks per row
   static constexpr int kTileQ = kM * D * 2, kTileKV = kN * D * 2;
   static constexpr int kOffK = kTileQ, kOffV = kOffK + kStages * kTileKV, kOffBar = kOffV + kStages * kTileKV;
@@ -142,6 +146,10 @@ KVINFER_SM90_ATOMS(half, F16, 256)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 64)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 128)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 256)
+#ifdef KVINFER_EXP_KN176
+KVINFER_SM90_ATOMS(half, F16, 176)
+KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 176)
+#endif
 #undef KVINFER_SM90_ATOMS
 
 template <typename Op, int kRegs, size_t... I>
@@ -267,7 +275,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         const bool tma = p.use_tma && tbase + kN <= r.kv_hi;  // paged: use_tma only for page sizes that tile kN
         // Paged TMA: lane i of warp 0 issues box i = (page i / (D / 64), columns i % (D / 64)); its page
         // id is loaded here, before the stage waits, so the load latency hides behind them.
+#ifndef KVINFER_EXP_KN176
         static_assert((kN / 8) * (D / 64) <= 32, "one paged box per lane");
+#endif
         int box_page = 0, box_id = 0;
         if (tma && paged && tid < 32) {
           const int box_rows = min(p.page_size, kN), pages = kN / box_rows;
@@ -462,6 +472,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           pf[kc][3] = pack2<T>(sacc[8 * kc + 6], sacc[8 * kc + 7]);
         }
       };
+      // Whether the producer loaded the tile at tbase by TMA (async proxy: no proxy fence needed) or
+      // by cp.async (generic proxy: fence before wgmma reads it). Same rule as the producer's.
+      auto by_tma = [&](int tbase) { return p.use_tma && tbase + kN <= r.kv_hi; };
       auto release = [&](uint32_t b) {
         __syncwarp();
         mbar_arrive_if(b, lane == 0);
@@ -478,7 +491,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           const int st = it % kStages;
           float s[kN / 2];
           mbar_wait(k_full(st), (it / kStages) & 1);
-          fence_proxy_async();
+          if (!by_tma(r.tile_start)) fence_proxy_async();
           turn_wait();
           cute::warpgroup_arrive();
           issue_s(s, st);
@@ -497,13 +510,13 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           const int st = it % kStages;
           float s[kN / 2];
           mbar_wait(k_full(st), (it / kStages) & 1);
-          fence_proxy_async();
+          if (!by_tma(r.tile_start + t * kN)) fence_proxy_async();
           turn_wait();
           cute::warpgroup_arrive();
           issue_s(s, st);
           cute::warpgroup_commit_batch();
           mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
-          fence_proxy_async();
+          if (!by_tma(r.tile_start + (t - 1) * kN)) fence_proxy_async();
           fence_regs(o);
           issue_pv(pf, sp);
           cute::warpgroup_commit_batch();
@@ -528,7 +541,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           const int sp = it % kStages;
           ++it;
           mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
-          fence_proxy_async();
+          if (!by_tma(r.tile_start + (r.num_tiles - 1) * kN)) fence_proxy_async();
           turn_wait();
           fence_regs(o);
           cute::warpgroup_arrive();
