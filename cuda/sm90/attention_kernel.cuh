@@ -46,8 +46,12 @@ struct Config {
 #endif
   static constexpr int kChunks = D / 8;           // 16-byte chunks per row
   static constexpr int kTileQ = kM * D * 2, kTileKV = kN * D * 2;
-  static constexpr int kOffK = kTileQ, kOffV = kOffK + kStages * kTileKV, kOffBar = kOffV + kStages * kTileKV;
-  static constexpr int kNumBars = 2 + 4 * kStages;
+  // Q is double-buffered where shared memory allows (not at D = 256): the next job's Q then loads
+  // while this job runs, instead of after its last S = Q K^T (short jobs waited on it).
+  static constexpr int kQBuffers = D == 256 ? 1 : 2;
+  static constexpr int kOffK = kQBuffers * kTileQ, kOffV = kOffK + kStages * kTileKV;
+  static constexpr int kOffBar = kOffV + kStages * kTileKV;
+  static constexpr int kNumBars = 2 * kQBuffers + 4 * kStages;
   static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + slack to align the base to 1024
   // Register split (setmaxnreg): the producer only computes addresses.
   // setmaxnreg only moves registers within the CTA's launch allocation (threads x the launch-bound
@@ -207,18 +211,21 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
   unsigned char* gsmem = smem_raw + (base - smem_addr(smem_raw));  // generic pointer of `base`
   const uint32_t sQ = base, sK = base + C::kOffK, sV = base + C::kOffV;
   const uint32_t bar = base + C::kOffBar;
-  // Barriers: Q full / empty, then K full, K empty, V full, V empty per stage.
-  const uint32_t q_full = bar, q_empty = bar + 8;
-  auto k_full = [&](int s) { return bar + 16 + 8 * s; };
-  auto k_empty = [&](int s) { return bar + 16 + 8 * (kStages + s); };
-  auto v_full = [&](int s) { return bar + 16 + 8 * (2 * kStages + s); };
-  auto v_empty = [&](int s) { return bar + 16 + 8 * (3 * kStages + s); };
+  // Barriers: K full, K empty, V full, V empty per stage, then Q full / empty per Q buffer. Job jc
+  // uses Q buffer jc % kQBuffers, in that buffer's round jc / kQBuffers.
+  auto k_full = [&](int s) { return bar + 8 * s; };
+  auto k_empty = [&](int s) { return bar + 8 * (kStages + s); };
+  auto v_full = [&](int s) { return bar + 8 * (2 * kStages + s); };
+  auto v_empty = [&](int s) { return bar + 8 * (3 * kStages + s); };
+  auto q_full = [&](int jc) { return bar + 8 * (4 * kStages + jc % C::kQBuffers); };
+  auto q_empty = [&](int jc) { return bar + 8 * (4 * kStages + C::kQBuffers + jc % C::kQBuffers); };
+  auto q_round = [&](int jc) { return uint32_t(jc / C::kQBuffers) & 1u; };
+  auto q_tile = [&](int jc) { return sQ + uint32_t(jc % C::kQBuffers) * C::kTileQ; };
   constexpr uint32_t kConsumerWarps = 4 * C::kConsumers;
 
   const int tid = threadIdx.x;
   if (tid == 0) {
-    mbar_init(q_full, 128);
-    mbar_init(q_empty, kConsumerWarps);
+    for (int b = 0; b < C::kQBuffers; ++b) mbar_init(q_full(b), 128), mbar_init(q_empty(b), kConsumerWarps);
     for (int s = 0; s < kStages; ++s) {
       mbar_init(k_full(s), 128), mbar_init(v_full(s), 128);
       mbar_init(k_empty(s), kConsumerWarps), mbar_init(v_empty(s), kConsumerWarps);
@@ -248,7 +255,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       const JobRange r = job_range<kN>(p, job);
       if (r.row0 >= r.packed_rows) { --jc; continue; }
       // Q tile (rows past the end zero-filled) once the consumers are done with the previous one.
-      mbar_wait(q_empty, (jc & 1) ^ 1);
+      mbar_wait(q_empty(jc), q_round(jc) ^ 1);
 #pragma unroll 4
       for (int i = 0; i < kM / kRowStep; ++i) {
         const int rr = lr0 + i * kRowStep, pr = r.row0 + rr;
@@ -256,9 +263,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         const int tok = ok ? job.qo_begin + pr / group : 0;
         const int head = kvh * group + (ok ? pr % group : 0);
         const T* src = static_cast<const T*>(p.q) + int64_t(tok) * p.q_stride_n + int64_t(head) * p.q_stride_h + lc0 * 8;
-        cp_async_16(sQ + sw128<kM>(rr, lc0), src, ok);
+        cp_async_16(q_tile(jc) + sw128<kM>(rr, lc0), src, ok);
       }
-      mbar_arrive_cp_async(q_full);
+      mbar_arrive_cp_async(q_full(jc));
 
       const T* k_head = static_cast<const T*>(p.k) + int64_t(kvh) * p.k_stride_h + lc0 * 8;
       const T* v_head = static_cast<const T*>(p.v) + int64_t(kvh) * p.v_stride_h + lc0 * 8;
@@ -363,7 +370,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     const float scale = cap ? 1.f : pre;
     // Descriptors: this warpgroup's 64 Q rows; K and V stages. K steps of 16 elements advance 32 bytes
     // within a 128-byte row, and 64-element column blocks are separate [rows][64] blocks.
-    const uint64_t dq0 = make_desc(sQ + wg * 64 * 128, 16);
+    const uint64_t dq_base = make_desc(sQ + wg * 64 * 128, 16);
     const uint64_t dk0 = make_desc(sK, 16);
     const uint64_t dv0 = make_desc(sV, kN * 128);
     // Pingpong turns: named barrier 1 + wg is this warpgroup's turn to issue matrix work; it is
@@ -393,7 +400,8 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
 
-      mbar_wait(q_full, jc & 1);
+      mbar_wait(q_full(jc), q_round(jc));
+      const uint64_t dq0 = dq_base + (uint32_t(jc % C::kQBuffers) * C::kTileQ >> 4);
       fence_proxy_async();
 
       // S_t = Q K_t^T issued (not waited) on stage st.
@@ -500,7 +508,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           cute::warpgroup_wait<0>();
           fence_regs(s);
           release(k_empty(st));
-          if (r.num_tiles == 1) release(q_empty);
+          if (r.num_tiles == 1) release(q_empty(jc));
           softmax(s, r.tile_start, corr);
           to_frags(s, pf);
         }
@@ -524,7 +532,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           cute::warpgroup_wait<1>();  // S_t done
           fence_regs(s);
           release(k_empty(st));
-          if (t == r.num_tiles - 1) release(q_empty);  // last read of Q for this job
+          if (t == r.num_tiles - 1) release(q_empty(jc));  // last read of Q for this job
           softmax(s, r.tile_start + t * kN, corr);
           cute::warpgroup_wait<0>();  // O += P_{t-1} V_{t-1} done
           fence_regs(o);
@@ -553,7 +561,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           release(v_empty(sp));
         }
       }
-      if (r.num_tiles == 0) mbar_arrive_if(q_empty, lane == 0);
+      if (r.num_tiles == 0) mbar_arrive_if(q_empty(jc), lane == 0);
 
       // ---- epilogue: normalise and write this thread's rows (direct or partial), LSE
       const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[job.request]) ? NAN : 0.f;
