@@ -471,6 +471,15 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           l[h] = l[h] * corr[h] + sum;
         }
       };
+      // O *= corr per row (skipped for a warp whose rows' maxima did not move).
+      auto rescale_o = [&](const float (&corr)[2]) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          if (__any_sync(0xffffffff, corr[h] != 1.f)) {
+#pragma unroll
+            for (int j = 0; j < D / 8; ++j) o[4 * j + 2 * h] *= corr[h], o[4 * j + 2 * h + 1] *= corr[h];
+          }
+      };
       auto to_frags = [&](const float (&sacc)[kN / 2], uint32_t (&pf)[kN / 16][4]) {
 #pragma unroll
         for (int kc = 0; kc < kN / 16; ++kc) {
@@ -525,7 +534,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           cute::warpgroup_commit_batch();
           mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
           if (!by_tma(r.tile_start + (t - 1) * kN)) fence_proxy_async();
+          rescale_o(corr);  // to tile t - 1's max, while S_t runs
           fence_regs(o);
+          cute::warpgroup_arrive();
           issue_pv(pf, sp);
           cute::warpgroup_commit_batch();
           turn_pass();
@@ -537,13 +548,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           cute::warpgroup_wait<0>();  // O += P_{t-1} V_{t-1} done
           fence_regs(o);
           release(v_empty(sp));
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-            if (__any_sync(0xffffffff, corr[h] != 1.f)) {
-#pragma unroll
-              for (int j = 0; j < D / 8; ++j) o[4 * j + 2 * h] *= corr[h], o[4 * j + 2 * h + 1] *= corr[h];
-            }
-          to_frags(s, pf);
+          to_frags(s, pf);  // O's rescale by corr waits for the next issue (it overlaps S_{t+1} there)
         }
         {
           const int sp = it % kStages;
@@ -551,6 +556,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
           if (!by_tma(r.tile_start + (r.num_tiles - 1) * kN)) fence_proxy_async();
           turn_wait();
+          rescale_o(corr);
           fence_regs(o);
           cute::warpgroup_arrive();
           issue_pv(pf, sp);
