@@ -10,7 +10,11 @@
 //
 // The matrix instructions and descriptors are CuTe's sm90 GMMA atoms (cute/arch); the tile layouts
 // are the canonical 128-byte-swizzle layouts those descriptors describe (K-major for Q and K,
-// MN-major for V), written directly by the producer.
+// MN-major for V), written directly by the producer (TMA boxes or cp.async).
+//
+// KVINFER_EXP_* macros (never defined in the library build) are measurement switches for
+// ci/sm90_exp.sh: NO_LOADS, NO_SOFTMAX, NO_PINGPONG, NO_FENCE remove one part of the kernel (results
+// are wrong) to show what limits it; STAGES3 and KN176 (with cpp/src/launch.h) try other shapes.
 #pragma once
 #include <cmath>
 #include <cstdint>
