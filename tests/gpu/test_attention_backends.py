@@ -160,3 +160,31 @@ def test_backend_argument_errors():
     with raises(ValueError, "backend"):
         kvinfer.single_prefill_with_kv_cache(q, q, q, custom_mask=torch.ones((32, 32), dtype=torch.bool,
                                                                              device=DEVICE), backend="fa3")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prefill_corrupt_device_page_ids_give_nan_rows(backend):
+    """Page ids corrupted on the device after plan(): never read out of range (fa3: an out-of-bounds
+    TMA box on full tiles, a skipped row on cp.async boundary tiles); the requests that use them come
+    out NaN (rows and LSE), the others stay right."""
+    d, dtype, hkv, group, ps = 128, "bf16", 1, 2, 16
+    fa3_or_skip(d, dtype)
+    rng = rng_for("backends_corrupt", backend)
+    qlens, klens = [20, 20, 20], [300, 300, 300]
+    kv = PagedKV(klens, ps, hkv, d, dtype, "NHD", rng)
+    qo = indptr_of(qlens)
+    q = randn(rng, (int(qo[-1]), hkv * group, d), dtype)
+    ref_o, ref_lse = batch_reference(q, qo, kv.kv)
+    indices = torch.from_numpy(kv.indices.copy()).to(DEVICE)
+    w = kvinfer.BatchPrefillWithPagedKVCacheWrapper(workspace(), backend=backend)
+    w.plan(qo, kv.indptr, indices, kv.last_page_len, hkv * group, hkv, d, ps, q_data_type="bfloat16")
+    # Request 0: a page of its first (full) KV tile; request 1: its last page (the boundary tile).
+    indices[int(kv.indptr[0]) + 2] = kv.num_pages + 1000
+    indices[int(kv.indptr[2]) - 1] = -7
+    o, s = w.run(q, kv.cache, return_lse=True)
+    sync()
+    for b in (0, 1):
+        rows = slice(int(qo[b]), int(qo[b + 1]))
+        assert torch.isnan(o[rows].float()).all() and torch.isnan(s[rows]).all(), f"request {b}"
+    rows = slice(int(qo[2]), int(qo[3]))
+    check(o[rows], s[rows], ref_o[rows], ref_lse[rows], dtype, backend)
