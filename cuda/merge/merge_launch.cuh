@@ -55,6 +55,7 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
   }
 
   float m = -INFINITY, sum = 0.f;
+  bool poison = false;  // a NaN LSE (a state computed from bad input, e.g. a corrupt page id) poisons the row
   for (int64_t d = int64_t(threadIdx.x) * kVec; d < p.head_dim; d += int64_t(blockDim.x) * kVec) {
     // Online rescaling (as in softmax): each state's LSE and values are loaded independently of
     // the others, so all loads of a thread are in flight at once; no pass over the LSEs first.
@@ -65,6 +66,7 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
 #pragma unroll 4
     for (int i = 0; i < n; ++i) {
       const float s_i = lse_at<kPair>(p, origin, h, i);
+      poison |= s_i != s_i;
       const T* src = row_at<T, kPair>(p, origin, h, i);
       Vec<T, kVec> x;
       if constexpr (kVec > 1) x.load(src + d);
@@ -85,13 +87,13 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
     const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
     Vec<T, kVec> y;
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) y.v[j] = cuda::from_float<T>(acc[j] * inv_sum);
+    for (int j = 0; j < kVec; ++j) y.v[j] = cuda::from_float<T>(poison ? NAN : acc[j] * inv_sum);
     if constexpr (kVec > 1) y.store(out + d);
     else out[d * p.v_out_stride[2]] = y.v[0];
   }
   // Every thread of the row computed the same (m, sum); threadIdx.x == 0 always ran the loop once.
   if (p.s_out && threadIdx.x == 0)
-    p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = m == -INFINITY ? -INFINITY : m + log2f(sum);
+    p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = poison ? NAN : m == -INFINITY ? -INFINITY : m + log2f(sum);
 }
 
 template <typename T, int kVec, bool kPair>

@@ -49,3 +49,21 @@ def test_corrupt_indptr_rows_are_nan_not_out_of_bounds():
     torch.cuda.synchronize()
     assert torch.isnan(o[1]).all() and torch.isnan(l[1]).all()
     assert torch.isfinite(o[0]).all()
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_nan_lse_poisons_the_row(first):
+    """A partial whose LSE is NaN (computed from bad input, e.g. a corrupt page id) makes its row NaN,
+    never a plausible-looking value (0 with -inf would read as "attended to nothing")."""
+    h, d = 2, 64
+    indptr = torch.tensor([0, 3, 5], dtype=torch.int32, device="cuda")
+    v = torch.randn(5, h, d, device="cuda", dtype=torch.float16)
+    s = torch.randn(5, h, device="cuda")
+    bad = 0 if first else 2
+    s[bad, 1] = float("nan")
+    v[bad, 1] = float("nan")
+    o, lse = kvinfer.merge_states(v, s, indptr=indptr)
+    torch.cuda.synchronize()
+    assert torch.isnan(o[0, 1]).all() and torch.isnan(lse[0, 1])
+    assert torch.isfinite(o[0, 0].float()).all() and torch.isfinite(o[1].float()).all()
+    assert torch.isfinite(lse[0, 0]) and torch.isfinite(lse[1]).all()
