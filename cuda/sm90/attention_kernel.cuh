@@ -56,10 +56,7 @@ struct Config {
   static constexpr int kOffK = kQBuffers * kTileQ, kOffV = kOffK + kStages * kTileKV;
   static constexpr int kOffBar = kOffV + kStages * kTileKV;
   static constexpr int kNumBars = 2 * kQBuffers + 4 * kStages;
-  // One job slot per Q buffer: the producer hands each job to the consumers through shared memory
-  // (they then never wait on the work list's dependent global loads between jobs).
-  static constexpr int kOffSlots = kOffBar + kNumBars * 8;
-  static constexpr int kSmemBytes = kOffSlots + kQBuffers * 64 + 1024;  // + slack to align the base to 1024
+  static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + slack to align the base to 1024
   // Register split (setmaxnreg): the producer only computes addresses.
   // setmaxnreg only moves registers within the CTA's launch allocation (threads x the launch-bound
   // count, 168 for 384 threads): asking for more blocks forever.
@@ -191,13 +188,6 @@ __device__ __forceinline__ void fence_regs(float (&r)[kRegs]) {
 struct JobRange {
   int packed_rows, row0, offset, qa, qb, kv_lo, kv_hi, tile_start, num_tiles;
 };
-// A job as handed from the producer to the consumers (valid == 0: no more jobs for this CTA).
-struct JobSlot {
-  Job job;
-  int kvh, valid;
-};
-static_assert(sizeof(JobSlot) <= 64, "job slot size");
-
 template <int kN>
 __device__ __forceinline__ JobRange job_range(const AttnParams& p, const Job& job) {
   JobRange r;
@@ -235,14 +225,11 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
   auto q_empty = [&](int jc) { return bar + 8 * (4 * kStages + C::kQBuffers + jc % C::kQBuffers); };
   auto q_round = [&](int jc) { return uint32_t(jc / C::kQBuffers) & 1u; };
   auto q_tile = [&](int jc) { return sQ + uint32_t(jc % C::kQBuffers) * C::kTileQ; };
-  auto slot = [&](int jc) { return reinterpret_cast<JobSlot*>(gsmem + C::kOffSlots + (jc % C::kQBuffers) * 64); };
   constexpr uint32_t kConsumerWarps = 4 * C::kConsumers;
 
   const int tid = threadIdx.x;
   if (tid == 0) {
-    // Q full: the producer's 128 cp.async arrivals plus one plain arrival (release) after the job slot
-    // is written.
-    for (int b = 0; b < C::kQBuffers; ++b) mbar_init(q_full(b), 129), mbar_init(q_empty(b), kConsumerWarps);
+    for (int b = 0; b < C::kQBuffers; ++b) mbar_init(q_full(b), 128), mbar_init(q_empty(b), kConsumerWarps);
     for (int s = 0; s < kStages; ++s) {
       mbar_init(k_full(s), 128), mbar_init(v_full(s), 128);
       mbar_init(k_empty(s), kConsumerWarps), mbar_init(v_empty(s), kConsumerWarps);
@@ -265,33 +252,14 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     const int lr0 = tid / C::kChunks, lc0 = tid % C::kChunks;
     const bool paged = p.page_size > 0;
     int it = 0, jc = 0;
-    for (int w = blockIdx.x;; w += gridDim.x, ++jc) {
-      // The next job with rows (tiles past a request's rows are skipped), or none.
+    for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
       Job job;
-      int kvh = 0;
-      JobRange r;
-      bool have = false;
-      for (; w < num_jobs; w += gridDim.x) {
-        load_job(p, w / p.num_kv_heads, job);
-        kvh = w % p.num_kv_heads;
-        r = job_range<kN>(p, job);
-        if (r.row0 < r.packed_rows) {
-          have = true;
-          break;
-        }
-      }
-      // Hand it over with its Q tile (rows past the end zero-filled) once the consumers are done with
-      // this buffer's previous job; "no job" ends the consumers' loop.
+      load_job(p, w / p.num_kv_heads, job);
+      const int kvh = w % p.num_kv_heads;
+      const JobRange r = job_range<kN>(p, job);
+      if (r.row0 >= r.packed_rows) { --jc; continue; }
+      // Q tile (rows past the end zero-filled) once the consumers are done with the previous one.
       mbar_wait(q_empty(jc), q_round(jc) ^ 1);
-      if (tid == 0) {
-        JobSlot* js = slot(jc);
-        js->job = job, js->kvh = kvh, js->valid = have;
-        mbar_arrive(q_full(jc));
-      }
-      if (!have) {
-        mbar_arrive_cp_async(q_full(jc));
-        break;
-      }
 #pragma unroll 4
       for (int i = 0; i < kM / kRowStep; ++i) {
         const int rr = lr0 + i * kRowStep, pr = r.row0 + rr;
@@ -420,14 +388,13 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     auto turn_pass = [&]() {};
 #endif
     int it = 0, jc = 0;
-    for (;; ++jc) {
-      mbar_wait(q_full(jc), q_round(jc));
-      const JobSlot* js = slot(jc);
-      if (!__shfl_sync(0xffffffff, js->valid, 0)) break;
-      const Job job = js->job;
-      const int kvh = js->kvh;
+    for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
+      Job job;
+      load_job(p, w / p.num_kv_heads, job);
+      const int kvh = w % p.num_kv_heads;
       JobRange r = job_range<kN>(p, job);
-      r.num_tiles = __shfl_sync(0xffffffff, r.num_tiles, 0);
+      r.num_tiles = __shfl_sync(0xffffffff, r.row0 >= r.packed_rows ? -1 : r.num_tiles, 0);
+      if (r.num_tiles < 0) { --jc; continue; }
       const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       int qrow[2];
       float m[2], l[2];
@@ -437,6 +404,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
 
+      mbar_wait(q_full(jc), q_round(jc));
       const uint64_t dq0 = dq_base + (uint32_t(jc % C::kQBuffers) * C::kTileQ >> 4);
       fence_proxy_async();
 
