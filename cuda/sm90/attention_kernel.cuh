@@ -1,12 +1,16 @@
 // Hopper (sm_90a) attention kernel: warp-specialised, wgmma on shared-memory tiles, mbarrier pipeline.
 //
-// A CTA has three warpgroups. Warpgroup 0 is the producer: its 128 threads gather Q, K and V rows
-// with cp.async into 128-byte-swizzled shared tiles (any strides, paged or ragged: each row has its
-// own address) and signal full barriers as the copies land. Warpgroups 1 and 2 are consumers, 64
-// packed query rows each: S = Q K^T by wgmma (both operands from shared memory), masking and online
-// softmax in registers, O += P V by wgmma with P from registers and V read transposed from shared
-// memory; each releases a stage through its empty barrier. The grid is persistent: CTA i takes the
-// (work item, kv head) pairs i, i + grid, ... of the plan's longest-first list.
+// A CTA has three warpgroups. Warpgroup 0 is the producer: it fills 128-byte-swizzled shared tiles
+// and signals full barriers as the data lands. Full K/V tiles come by TMA (contiguous/ragged KV: one
+// box per 64 columns; paged KV: one box per page and 64 columns, the page id as a coordinate); Q,
+// boundary tiles and page sizes TMA cannot tile are gathered row by row with cp.async by all 128
+// threads (any strides; paged rows from per-page 64-bit offsets a pre-kernel writes). Warpgroups 1
+// and 2 are consumers, 64 packed query rows each: S = Q K^T by wgmma (both operands from shared
+// memory), masking and online softmax in registers, O += P V by wgmma with P from registers and V
+// read transposed from shared memory; S_t is issued together with P_{t-1} V_{t-1}, issues alternate
+// between the two consumers (pingpong), and each releases a stage through its empty barrier. The
+// grid is persistent: CTA i takes the (work item, kv head) pairs i, i + grid, ... of the plan's
+// longest-first list.
 //
 // The matrix instructions and descriptors are CuTe's sm90 GMMA atoms (cute/arch); the tile layouts
 // are the canonical 128-byte-swizzle layouts those descriptors describe (K-major for Q and K,
@@ -57,9 +61,9 @@ struct Config {
   static constexpr int kOffBar = kOffV + kStages * kTileKV;
   static constexpr int kNumBars = 2 * kQBuffers + 4 * kStages;
   static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + slack to align the base to 1024
-  // Register split (setmaxnreg): the producer only computes addresses.
-  // setmaxnreg only moves registers within the CTA's launch allocation (threads x the launch-bound
-  // count, 168 for 384 threads): asking for more blocks forever.
+  // Register split (setmaxnreg): the producer only computes addresses. setmaxnreg only moves
+  // registers within the CTA's launch allocation (threads x the launch-bound count, 168 for 384
+  // threads): asking for more blocks forever (a 64 / 224 split hung).
   static constexpr int kProducerRegs = 56, kConsumerRegs = 224;
   static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
   static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= kThreads * kLaunchRegs, "register split");
