@@ -100,7 +100,6 @@ class _BatchAttention:
         self._plan = None
         self._indices = None
         self._graph_options = None
-        self._graph_backend = None
         self._q_dtype_name = None
 
     @property
@@ -138,9 +137,8 @@ class _BatchAttention:
         be = _resolve_backend(self._backend, int(head_dim), qdt, dev,
                               custom_mask=custom_mask is not None or packed_custom_mask is not None,
                               decode=self._tile_rows == 16)
-        if self._graph and self._graph_backend not in (None, be):
-            raise ValueError("plan: the backend of a use_cuda_graph=True wrapper is fixed by its first plan() (a "
-                             "captured run() launches its kernels)")
+        if self._graph and getattr(self, "_graph_backend", be) != be:
+            raise ValueError("plan: the backend of a use_cuda_graph=True wrapper is fixed by its first plan()")
         self._graph_backend = be
         target = _sm_count(dev) if be == "fa3" else _target_ctas(dev, int(head_dim), qdt, self._tile_rows == 16)
         graph_grid = target if self._graph else 0
