@@ -6,7 +6,7 @@ INC=$(python3 -c "import importlib.util as u,os;s=u.find_spec('cutlass_library')
 [ -d "$INC" ] || INC=/tmp/kvinfer-site/cutlass_library/source/include
 for v in BASE ${KVINFER_EXPS:-NO_FENCE NO_LOADS NO_SOFTMAX NO_PINGPONG}; do
   nvcc -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -O3 -I cuda -I cpp/src -I cpp/include \
-    -I third_party/dlpack/include -isystem "$INC" -DCUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED -DKVINFER_EXP_$v ci/sm90_exp.cu -o /tmp/exp_$v &
+    -I third_party/dlpack/include -isystem "$INC" -DKVINFER_EXP_$v ci/sm90_exp.cu -o /tmp/exp_$v &
 done
 wait
 for v in BASE ${KVINFER_EXPS:-NO_FENCE NO_LOADS NO_SOFTMAX NO_PINGPONG}; do

@@ -130,11 +130,7 @@ cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);
 // Hopper path (cuda/sm90, sm_90a only): warp-specialised wgmma kernel, 128 packed rows per CTA tile,
 // persistent over (work item, kv head) pairs; grid_x CTAs (1 per SM).
 constexpr int kSm90TileRows = 128;
-#ifdef KVINFER_EXP_KN176
-constexpr int sm90_kv_rows(int head_dim) { return head_dim == 256 ? 64 : head_dim == 128 ? 176 : 128; }
-#else
 constexpr int sm90_kv_rows(int head_dim) { return head_dim == 256 ? 64 : 128; }  // KV tokens per tile
-#endif
 template <int kHeadDim, DType kDT>
 cudaError_t launch_attention_sm90(const AttnParams& p, cudaStream_t stream);
 // Resident CTAs per SM of that instance on the current device (the planner sizes grids by it).

@@ -18,7 +18,8 @@
 //
 // KVINFER_EXP_* macros (never defined in the library build) are measurement switches for
 // ci/sm90_exp.sh: NO_LOADS, NO_SOFTMAX, NO_PINGPONG, NO_FENCE remove one part of the kernel (results
-// are wrong) to show what limits it; STAGES3 and KN176 (with cpp/src/launch.h) try other shapes.
+// are wrong) to show what limits it. (Dropped shape experiments, a third stage and a 176-token KV
+// tile at D = 128, are recorded in BENCHMARKS.md.)
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -47,11 +48,7 @@ struct Config {
   static constexpr int kConsumers = kM / 64;      // one warpgroup per 64 rows
   static constexpr int kThreads = 128 * (1 + kConsumers);
   static constexpr int kN = sm90_kv_rows(D);      // KV tokens per tile (S: kN / 2 registers per thread)
-#ifdef KVINFER_EXP_STAGES3
-  static constexpr int kStages = D == 64 ? 4 : D == 128 ? 3 : 2;
-#else
   static constexpr int kStages = D == 64 ? 4 : 2;
-#endif
   static constexpr int kChunks = D / 8;           // 16-byte chunks per row
   static constexpr int kTileQ = kM * D * 2, kTileKV = kN * D * 2;
   // Q is double-buffered where shared memory allows (not at D = 256): the next job's Q then loads
@@ -158,10 +155,6 @@ KVINFER_SM90_ATOMS(half, F16, 256)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 64)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 128)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 256)
-#ifdef KVINFER_EXP_KN176
-KVINFER_SM90_ATOMS(half, F16, 176)
-KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 176)
-#endif
 #undef KVINFER_SM90_ATOMS
 
 template <typename Op, int kRegs, size_t... I>
@@ -290,9 +283,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         const bool tma = p.use_tma && tbase + kN <= r.kv_hi;  // paged: use_tma only for page sizes that tile kN
         // Paged TMA: lane i of warp 0 issues box i = (page i / (D / 64), columns i % (D / 64)); its page
         // id is loaded here, before the stage waits, so the load latency hides behind them.
-#ifndef KVINFER_EXP_KN176
         static_assert((kN / 8) * (D / 64) <= 32, "one paged box per lane");
-#endif
         int box_page = 0, box_id = 0;
         if (tma && paged && tid < 32) {
           const int box_rows = min(p.page_size, kN), pages = kN / box_rows;
