@@ -1,54 +1,115 @@
 // Timing harness of the Hopper attention kernel alone (single request, implicit work list), for
 // experiments with the KVINFER_EXP_* switches in cuda/sm90/attention_kernel.cuh.
+//   exp [L=4096] [causal=0] [heads=32] [head_dim=128]     (bf16, random normal data like torch.randn)
+// Env: EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_HS=n (kv heads per
+// job section; default: the library's choice).
+// Built with -DKVINFER_EXP_TRACE it also prints where CTA 0's time goes per job (clock64 events).
 // nvcc -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -O3 -I cuda -I cpp/src
 //      -I cpp/include -I third_party/dlpack/include -I <cutlass include> ci/sm90_exp.cu -o exp [-DKVINFER_EXP_...]
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <map>
+#include <random>
 #include <vector>
 
 #include "sm90/attention_launch.cuh"
+#include "../cpp/src/sm90_schedule.cpp"
 #include "../cpp/src/tma.cpp"
 
 using namespace kvinfer;
 using namespace kvinfer::detail;
 
-int main(int argc, char** argv) {
-  const int L = argc > 1 ? atoi(argv[1]) : 4096, H = 32, D = 128;
-  const bool causal = argc > 2 && atoi(argv[2]);
+#ifdef KVINFER_EXP_TRACE
+// Mean cycles between consecutive events (code a -> next code b) over the recorded timeline of a side.
+static void trace_report() {
+  static unsigned long long t[2][4096];
+  cudaMemcpyFromSymbol(t, attn90::g_trace, sizeof(t));
+  const char* names[2] = {"producer", "consumer"};
+  for (int side = 0; side < 2; ++side) {
+    std::map<std::pair<int, int>, std::pair<double, int>> seg;  // (code, next code) -> (sum, count)
+    int n = 0;
+    while (n < 4096 && t[side][n]) ++n;
+    std::vector<long long> job_start;
+    for (int i = 0; i + 1 < n; ++i) {
+      const int a = int(t[side][i] & 255), b = int(t[side][i + 1] & 255);
+      const long long d = (long long)(t[side][i + 1] >> 8) - (long long)(t[side][i] >> 8);
+      auto& e = seg[{a, b}];
+      e.first += double(d), e.second += 1;
+      if (a == (side ? 1 : 20)) job_start.push_back((long long)(t[side][i] >> 8));
+    }
+    printf("  %s: %d events, %zu jobs", names[side], n, job_start.size());
+    if (job_start.size() > 2)
+      printf(", mean job %.0f cycles", double(job_start.back() - job_start.front()) / (job_start.size() - 1));
+    printf("\n   ");
+    for (auto& [k, v] : seg) printf(" %d>%d:%.0f(x%d)", k.first, k.second, v.first / v.second, v.second);
+    printf("\n");
+  }
+}
+#endif
+
+template <int D>
+static int run(int L, bool causal, int H) {
   const size_t n = size_t(L) * H * D;
   __nv_bfloat16 *q, *k, *v, *o;
   cudaMalloc(&q, n * 2), cudaMalloc(&k, n * 2), cudaMalloc(&v, n * 2), cudaMalloc(&o, n * 2);
   std::vector<__nv_bfloat16> h(n);
-  for (size_t i = 0; i < n; ++i) h[i] = __float2bfloat16(float((i * 2654435761u) % 1000) / 1000.f - 0.5f);
-  cudaMemcpy(q, h.data(), n * 2, cudaMemcpyHostToDevice);
-  cudaMemcpy(k, h.data(), n * 2, cudaMemcpyHostToDevice);
-  cudaMemcpy(v, h.data(), n * 2, cudaMemcpyHostToDevice);
+  std::mt19937 gen(1234);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (__nv_bfloat16* dst : {q, k, v}) {
+    for (size_t i = 0; i < n; ++i) h[i] = __float2bfloat16(nd(gen));
+    cudaMemcpy(dst, h.data(), n * 2, cudaMemcpyHostToDevice);
+  }
   AttnParams p;
   p.num_qo_heads = H, p.num_kv_heads = H, p.group = 1, p.head_dim = D;
-  p.q = q, p.q_stride_n = H * D, p.q_stride_h = D;
-  p.k = k, p.v = v, p.k_stride_tok = p.v_stride_tok = H * D, p.k_stride_h = p.v_stride_h = D;
-  p.o = o, p.o_stride_n = H * D, p.o_stride_h = D;
+  p.q = q, p.q_stride_n = int64_t(H) * D, p.q_stride_h = D;
+  p.k = k, p.v = v, p.k_stride_tok = p.v_stride_tok = int64_t(H) * D, p.k_stride_h = p.v_stride_h = D;
+  p.o = o, p.o_stride_n = int64_t(H) * D, p.o_stride_h = D;
   p.single_qo_len = L, p.single_kv_len = L;
   p.implicit_qo_tiles = (L + 127) / 128, p.implicit_splits = 1, p.implicit_chunk = L;
-  p.causal = causal, p.sm_scale = 0.088f;
+  p.causal = causal, p.sm_scale = 1.f / std::sqrt(float(D));
   p.use_tma = getenv("EXP_NO_TMA") == nullptr &&
-              encode_kv_tensor_map(&p.tma_k, k, L, H, D, H * D, D, sm90_kv_rows(D)) &&
-              encode_kv_tensor_map(&p.tma_v, v, L, H, D, H * D, D, sm90_kv_rows(D));
-  printf("tma: %d  ", int(p.use_tma));
+              encode_kv_tensor_map(&p.tma_k, k, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D)) &&
+              encode_kv_tensor_map(&p.tma_v, v, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D));
+  p.q_tma = getenv("EXP_NO_QTMA") == nullptr &&
+            encode_q_tensor_map(&p.tma_q, q, L, H, 1, D, int64_t(H) * D, D, kSm90TileRows);
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
   p.grid_x = std::min(sms, p.implicit_qo_tiles * H);
+  // Job order: the library's choice (sm90_head_section), or EXP_HS heads per section.
+  std::vector<int32_t> tiles(p.implicit_qo_tiles);
+  for (int i = 0; i < p.implicit_qo_tiles; ++i)
+    tiles[i] = sm90_item_tiles(L, L, causal ? p.implicit_qo_tiles - 1 - i : i, 0, L, 1, causal, D);
+  p.head_section = getenv("EXP_HS") ? atoi(getenv("EXP_HS")) : sm90_head_section(tiles, H, p.grid_x);
   cudaEvent_t a, b;
   cudaEventCreate(&a), cudaEventCreate(&b);
-  for (int i = 0; i < 3; ++i) launch_attention_sm90<128, DType::kBF16>(p, 0);
-  cudaEventRecord(a);
+  for (int i = 0; i < 3; ++i) launch_attention_sm90<D, DType::kBF16>(p, 0);
   const int reps = 20;
-  for (int i = 0; i < reps; ++i) launch_attention_sm90<128, DType::kBF16>(p, 0);
-  cudaEventRecord(b);
-  cudaEventSynchronize(b);
-  float ms = 0;
-  cudaEventElapsedTime(&ms, a, b);
+  std::vector<float> times;
+  for (int i = 0; i < reps; ++i) {
+    cudaEventRecord(a);
+    launch_attention_sm90<D, DType::kBF16>(p, 0);
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    times.push_back(ms);
+  }
+  std::sort(times.begin(), times.end());
+  const float ms = times[reps / 2];
   const double flops = 4.0 * L * L * H * D * (causal ? 0.5 : 1.0);
-  printf("L=%d causal=%d: %.1f us, %.0f TFLOP/s (%s)\n", L, causal, ms * 1e3 / reps, flops / (ms / reps * 1e-3) / 1e12,
-         cudaGetErrorString(cudaGetLastError()));
+  printf("D=%d L=%d H=%d causal=%d hs=%d tma=%d/%d: %.1f us, %.0f TFLOP/s (%s)\n", D, L, H, causal, p.head_section,
+         int(p.use_tma), int(p.q_tma), ms * 1e3, flops / (ms * 1e-3) / 1e12, cudaGetErrorString(cudaGetLastError()));
+#ifdef KVINFER_EXP_TRACE
+  trace_report();
+#endif
+  cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  const int L = argc > 1 ? atoi(argv[1]) : 4096;
+  const bool causal = argc > 2 && atoi(argv[2]);
+  const int H = argc > 3 ? atoi(argv[3]) : 32, D = argc > 4 ? atoi(argv[4]) : 128;
+  return D == 64 ? run<64>(L, causal, H) : D == 256 ? run<256>(L, causal, H) : run<128>(L, causal, H);
 }

@@ -2,12 +2,15 @@
 // the merge of split-KV partials.
 #include "kvinfer/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "check.h"
 #include "device.h"
 #include "dispatch.h"
+#include "sm90_schedule.h"
 #include "tma.h"
 
 namespace kvinfer {
@@ -128,6 +131,12 @@ void set_kv_tensor_maps(detail::AttnParams& p, const TensorView& k, const Tensor
   const int rows = detail::sm90_kv_rows(p.head_dim);
   p.use_tma = detail::encode_kv_tensor_map(&p.tma_k, k.data, tokens, hkv, p.head_dim, p.k_stride_tok, p.k_stride_h, rows) &&
               detail::encode_kv_tensor_map(&p.tma_v, v.data, tokens, hkv, p.head_dim, p.v_stride_tok, p.v_stride_h, rows);
+}
+
+// Q tiles by TMA where the group size divides the tile (any strides TMA takes); else cp.async.
+void set_q_tensor_map(detail::AttnParams& p, const TensorView& q) {
+  p.q_tma = detail::encode_q_tensor_map(&p.tma_q, q.data, q.size(0), p.num_kv_heads, p.group, p.head_dim, p.q_stride_n,
+                                        p.q_stride_h, detail::kSm90TileRows);
 }
 
 // Paged: TMA per page when pages tile the KV tile (page_size a multiple of 8 that divides it, or a
@@ -262,7 +271,19 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
     p.partial_o = tmp_o->data, p.partial_lse = static_cast<float*>(tmp_lse->data);
   }
   p.grid_x = fa3 ? sp.grid_x : p.implicit_qo_tiles * p.implicit_splits;
-  if (fa3) set_kv_tensor_maps(p, k, v, kv_len, hkv);
+  if (fa3) {
+    set_kv_tensor_maps(p, k, v, kv_len, hkv);
+    set_q_tensor_map(p, q);
+    // Job order (as load_job's implicit list: w = chunk * tiles + tile, causal tiles last first).
+    std::vector<int32_t> item_tiles(size_t(p.implicit_qo_tiles) * p.implicit_splits);
+    for (int c = 0, w = 0; c < p.implicit_splits; ++c)
+      for (int i = 0; i < p.implicit_qo_tiles; ++i, ++w) {
+        const int64_t begin = int64_t(c) * p.implicit_chunk, end = std::min<int64_t>(kv_len, begin + p.implicit_chunk);
+        item_tiles[w] = detail::sm90_item_tiles(qo_len, kv_len, opt.causal ? p.implicit_qo_tiles - 1 - i : i, begin, end,
+                                                p.group, opt.causal, int(q.size(2)));
+      }
+    p.head_section = detail::sm90_head_section(item_tiles, int(hkv), p.grid_x);
+  }
   launch(p, q.dtype, sp.backend, sp.tile_rows, q.device_id, stream);
   if (sp.splits > 1)  // tmp [qo_len, splits, H, D] -> o
     merge_partials(q, o, lse, tmp_o->data, static_cast<const float*>(tmp_lse->data), sp.splits, nullptr, 0, stream);
@@ -344,6 +365,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   auto* fws = static_cast<unsigned char*>(float_ws.data);
   p.partial_o = fws;
   p.partial_lse = reinterpret_cast<float*>(fws + plan.off_partial_lse);
+  if (po.backend == AttnBackend::kFA3) set_q_tensor_map(p, q);
   if (po.backend == AttnBackend::kFA3 && !paged) set_kv_tensor_maps(p, k, v, k.size(ax.tok), hkv);
   if (po.backend == AttnBackend::kFA3 && paged) {
     p.num_requests = reinterpret_cast<const int32_t*>(ws + 4);

@@ -101,6 +101,11 @@ struct AttnParams {
   float sm_scale = 1.f;
   float soft_cap = 0.f;                    // <= 0: off
   int grid_x = 1;                          // CTAs along the work axis (the kernel strides over work)
+  // Hopper path: job order. Jobs w = 0, 1, ... walk the kv heads in sections of head_section heads
+  // (0: all heads in one section): all work items of a section before the next, heads fastest, so
+  // the CTAs running at once share the K/V of few heads in L2. Single request only: a plan's value
+  // is in its workspace header (num_work[2]).
+  int head_section = 0;
   // Hopper path, paged KV: element offsets of each kv_indices entry's page in K and V (-1: id out of
   // range), written by a pre-kernel every run, and a per-request flag set when a page id was bad.
   int64_t* page_off_k = nullptr;
@@ -113,6 +118,10 @@ struct AttnParams {
   // paged KV through cp.async. use_tma false: every tile by cp.async.
   bool use_tma = false;
   CUtensorMap tma_k, tma_v;
+  // Hopper path: Q by TMA (group divides the 128-row tile, 16-byte strides), one box per 64 columns
+  // of a tile of packed rows; false: Q by cp.async.
+  bool q_tma = false;
+  CUtensorMap tma_q;
 };
 
 // Tile shapes of the compiled kernels (shared by planner and instances).

@@ -10,6 +10,7 @@
 #include "check.h"
 #include "device.h"
 #include "launch.h"
+#include "sm90_schedule.h"
 
 namespace kvinfer {
 
@@ -228,6 +229,15 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   p.grid_x = opt.fixed_grid > 0 ? opt.fixed_grid
                                 : int(std::max<int64_t>(1, fa3 ? std::min<int64_t>(jobs, std::max(1, opt.target_ctas))
                                                                : jobs));
+  if (fa3) {
+    std::vector<int32_t> item_tiles(p.work.size());
+    for (size_t i = 0; i < p.work.size(); ++i) {
+      const PlanWorkItem& it = p.work[i];
+      item_tiles[i] = detail::sm90_item_tiles(p.qo_indptr[it.request + 1] - p.qo_indptr[it.request], p.kv_len[it.request],
+                                              it.qo_tile, it.kv_begin, it.kv_end, group, opt.causal, opt.head_dim);
+    }
+    p.head_section = detail::sm90_head_section(item_tiles, opt.num_kv_heads, p.grid_x);
+  }
 
   // The image run() reads: [0, off_page_off) then [off_work, end) (see AttnPlan::image).
   const int64_t gap = p.off_work - p.off_page_off;
@@ -235,8 +245,8 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   auto put = [&](int64_t off, const void* src, size_t n) {
     if (n) std::memcpy(p.image.data() + (off >= p.off_work ? off - gap : off), src, n);
   };
-  const int32_t header[2] = {int32_t(p.num_work()), int32_t(batch)};
-  put(0, header, 8);
+  const int32_t header[3] = {int32_t(p.num_work()), int32_t(batch), int32_t(p.head_section)};
+  put(0, header, sizeof(header));
   put(p.off_qo_indptr, p.qo_indptr.data(), p.qo_indptr.size() * 4);
   put(p.off_kv_begin, p.kv_begin.data(), p.kv_begin.size() * 4);
   put(p.off_kv_len, p.kv_len.data(), p.kv_len.size() * 4);

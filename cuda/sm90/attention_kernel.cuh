@@ -137,6 +137,24 @@ __device__ __forceinline__ void fence_proxy_async() {
 #endif
 }
 
+#ifdef KVINFER_EXP_TRACE
+// Event timeline of CTA 0 (ci/sm90_exp.cu reads it): [side][i] = clock64 << 8 | event code; side 0 is
+// the producer's thread 0, side 1 consumer warpgroup 0's thread 0. Predicated store, no branch (C7520).
+__device__ unsigned long long g_trace[2][4096];
+__device__ __forceinline__ void trace(int side, int& n, int code, bool who) {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%clock64;\n" : "=l"(t));
+  const bool on = who && blockIdx.x == 0 && n < 4096;
+  unsigned long long* dst = &g_trace[side][n < 4096 ? n : 0];
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p st.global.u64 [%0], %1;\n}\n" ::"l"(dst),
+               "l"((t << 8) | unsigned(code)), "r"(int(on)) : "memory");
+  ++n;
+}
+#define KV_TRACE(side, code, who) trace(side, trace_n, code, who)
+#else
+#define KV_TRACE(side, code, who)
+#endif
+
 template <int kRegs>
 __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs)); }
 template <int kRegs>
@@ -179,6 +197,18 @@ template <int kRegs>
 __device__ __forceinline__ void fence_regs(float (&r)[kRegs]) {
 #pragma unroll
   for (int i = 0; i < kRegs; ++i) cute::warpgroup_fence_operand(r[i]);
+}
+
+// Job w of the persistent list: (work item, kv head). Heads go in sections of hs heads (the last may
+// be smaller); within a section, heads vary fastest, then work items in plan order. The host's
+// sm90_head_section (cpp/src/sm90_schedule.cpp) simulates this order: keep the two in step.
+__device__ __forceinline__ void job_of(const AttnParams& p, int hs, int w, int num_items, int& item, int& kvh) {
+  const int hkv = p.num_kv_heads;
+  hs = hs > 0 && hs < hkv ? hs : hkv;
+  const int per_sec = hs * num_items, sec = w / per_sec;
+  const int heads = min(hs, hkv - sec * hs);  // heads of this section
+  const int rem = w - sec * per_sec;
+  item = rem / heads, kvh = sec * hs + rem % heads;
 }
 
 // Per-job geometry shared by producer and consumers (both must agree on every job and tile count).
@@ -239,6 +269,8 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
   // compiler sees them warp-uniform; otherwise it serialises the wgmma instructions (C7520).
   const int num_items = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
   const int num_jobs = __shfl_sync(0xffffffff, num_items * p.num_kv_heads, 0);
+  // Plans keep the head section in the workspace header (a CUDA graph replays the current plan's).
+  const int head_section = p.work ? p.num_work[2] : p.head_section;
   const int group = p.group;
   const int role = __shfl_sync(0xffffffff, tid / 128, 0);  // 0: producer, 1..: consumer warpgroups
 
@@ -248,25 +280,48 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     constexpr int kRowStep = 128 / C::kChunks;  // rows covered per pass of the 128 threads
     const int lr0 = tid / C::kChunks, lc0 = tid % C::kChunks;
     const bool paged = p.page_size > 0;
+#ifdef KVINFER_EXP_TRACE
+    int trace_n = 0;
+#endif
     int it = 0, jc = 0;
     for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
       Job job;
-      load_job(p, w / p.num_kv_heads, job);
-      const int kvh = w % p.num_kv_heads;
+      int item, kvh;
+      job_of(p, head_section, w, num_items, item, kvh);
+      load_job(p, item, job);
       const JobRange r = job_range<kN>(p, job);
       if (r.row0 >= r.packed_rows) { --jc; continue; }
-      // Q tile (rows past the end zero-filled) once the consumers are done with the previous one.
+      KV_TRACE(0, 20, tid == 0);
+      // Q tile once the consumers are done with the buffer's previous job. By TMA: one box per 64
+      // columns holds the tile's 128 packed rows (rows past the request's end hold other tokens or
+      // zeros; their results are never stored). By cp.async: rows past the end are zero-filled.
       mbar_wait(q_empty(jc), q_round(jc) ^ 1);
+      KV_TRACE(0, 21, tid == 0);
+      if (p.q_tma) {
+        if (tid == 0) {
+          uint64_t* mbar = reinterpret_cast<uint64_t*>(gsmem + (q_full(jc) - base));
+          mbar_arrive_expect_tx(q_full(jc), C::kTileQ);
+          constexpr uint64_t kFirst = uint64_t(cute::TMA::CacheHintSm90::EVICT_FIRST);
+#pragma unroll
+          for (int c = 0; c < D / 64; ++c)
+            cute::SM90_TMA_LOAD_4D::copy(&p.tma_q, mbar, kFirst, gsmem + (q_tile(jc) - base) + c * kM * 128, c * 64, 0,
+                                         kvh, job.qo_begin + r.row0 / group);
+        } else {
+          mbar_arrive(q_full(jc));
+        }
+      } else {
 #pragma unroll 4
-      for (int i = 0; i < kM / kRowStep; ++i) {
-        const int rr = lr0 + i * kRowStep, pr = r.row0 + rr;
-        const bool ok = pr < r.packed_rows;
-        const int tok = ok ? job.qo_begin + pr / group : 0;
-        const int head = kvh * group + (ok ? pr % group : 0);
-        const T* src = static_cast<const T*>(p.q) + int64_t(tok) * p.q_stride_n + int64_t(head) * p.q_stride_h + lc0 * 8;
-        cp_async_16(q_tile(jc) + sw128<kM>(rr, lc0), src, ok);
+        for (int i = 0; i < kM / kRowStep; ++i) {
+          const int rr = lr0 + i * kRowStep, pr = r.row0 + rr;
+          const bool ok = pr < r.packed_rows;
+          const int tok = ok ? job.qo_begin + pr / group : 0;
+          const int head = kvh * group + (ok ? pr % group : 0);
+          const T* src = static_cast<const T*>(p.q) + int64_t(tok) * p.q_stride_n + int64_t(head) * p.q_stride_h + lc0 * 8;
+          cp_async_16(q_tile(jc) + sw128<kM>(rr, lc0), src, ok);
+        }
+        mbar_arrive_cp_async(q_full(jc));
       }
-      mbar_arrive_cp_async(q_full(jc));
+      KV_TRACE(0, 22, tid == 0);
 
       const T* k_head = static_cast<const T*>(p.k) + int64_t(kvh) * p.k_stride_h + lc0 * 8;
       const T* v_head = static_cast<const T*>(p.v) + int64_t(kvh) * p.v_stride_h + lc0 * 8;
@@ -293,6 +348,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 #pragma unroll
         for (int kv = 0; kv < 2; ++kv) {
           mbar_wait(kv ? v_empty(st) : k_empty(st), ph);
+          KV_TRACE(0, 23 + kv, tid == 0);
           if (tma) {
             const uint32_t full = kv ? v_full(st) : k_full(st);
             const void* map = kv ? &p.tma_v : &p.tma_k;
@@ -372,6 +428,10 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     const uint64_t dq_base = make_desc(sQ + wg * 64 * 128, 16);
     const uint64_t dk0 = make_desc(sK, 16);
     const uint64_t dv0 = make_desc(sV, kN * 128);
+#ifdef KVINFER_EXP_TRACE
+    int trace_n = 0;
+    const bool tr = wt == 0 && wg == 0;
+#endif
     // Pingpong turns: named barrier 1 + wg is this warpgroup's turn to issue matrix work; it is
     // passed to the other warpgroup right after issuing. Warpgroup 0 starts.
 #ifndef KVINFER_EXP_NO_PINGPONG
@@ -385,11 +445,13 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     int it = 0, jc = 0;
     for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
       Job job;
-      load_job(p, w / p.num_kv_heads, job);
-      const int kvh = w % p.num_kv_heads;
+      int item, kvh;
+      job_of(p, head_section, w, num_items, item, kvh);
+      load_job(p, item, job);
       JobRange r = job_range<kN>(p, job);
       r.num_tiles = __shfl_sync(0xffffffff, r.row0 >= r.packed_rows ? -1 : r.num_tiles, 0);
       if (r.num_tiles < 0) { --jc; continue; }
+      KV_TRACE(1, 1, tr);
       const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       int qrow[2];
       float m[2], l[2];
@@ -400,8 +462,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
 
       mbar_wait(q_full(jc), q_round(jc));
+      KV_TRACE(1, 2, tr);
       const uint64_t dq0 = dq_base + (uint32_t(jc % C::kQBuffers) * C::kTileQ >> 4);
-      fence_proxy_async();
+      if (!p.q_tma) fence_proxy_async();
 
       // S_t = Q K_t^T issued (not waited) on stage st.
       auto issue_s = [&](float (&sacc)[kN / 2], int st) {
@@ -450,25 +513,36 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
               }
           }
         }
+        // Both rows at once, with 4 partial maxima / sums per row: short dependency chains.
+        float mx[2][4], sum[2][4];
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int a = 0; a < 4; ++a) mx[h][a] = m[h], sum[h][a] = 0.f;
+#pragma unroll
+        for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) mx[h][j & 3] = fmaxf(mx[h][j & 3], fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
+        float mu[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {  // a row's 4 threads are lanes 4g .. 4g + 3
-          float mx = m[h];
-#pragma unroll
-          for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-          const float mu = (mx == -INFINITY ? 0.f : mx) * scale;
-          corr[h] = fast_exp2(m[h] * scale - mu);
-          m[h] = mx;
-          float sum = 0.f;
-#pragma unroll
-          for (int j = 0; j < kN / 8; ++j) {
-            sacc[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
-            sacc[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
-            sum += sacc[4 * j + 2 * h] + sacc[4 * j + 2 * h + 1];
-          }
-          l[h] = l[h] * corr[h] + sum;
+          float x = fmaxf(fmaxf(mx[h][0], mx[h][1]), fmaxf(mx[h][2], mx[h][3]));
+          x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 1));
+          x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 2));
+          mu[h] = (x == -INFINITY ? 0.f : x) * scale;
+          corr[h] = fast_exp2(m[h] * scale - mu[h]);
+          m[h] = x;
         }
+#pragma unroll
+        for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            sacc[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu[h]));
+            sacc[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu[h]));
+            sum[h][j & 3] += sacc[4 * j + 2 * h] + sacc[4 * j + 2 * h + 1];
+          }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) l[h] = l[h] * corr[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
       };
       // O *= corr per row (skipped for a warp whose rows' maxima did not move).
       auto rescale_o = [&](const float (&corr)[2]) {
@@ -507,18 +581,21 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           const int st = it % kStages;
           float s[kN / 2];
           mbar_wait(k_full(st), (it / kStages) & 1);
+          KV_TRACE(1, 3, tr);
           if (!by_tma(r.tile_start)) fence_proxy_async();
           turn_wait();
+          KV_TRACE(1, 4, tr);
           cute::warpgroup_arrive();
           issue_s(s, st);
           cute::warpgroup_commit_batch();
           turn_pass();
           cute::warpgroup_wait<0>();
+          KV_TRACE(1, 5, tr);
           fence_regs(s);
           release(k_empty(st));
-          if (r.num_tiles == 1) release(q_empty(jc));
           softmax(s, r.tile_start, corr);
           to_frags(s, pf);
+          KV_TRACE(1, 6, tr);
         }
         for (int t = 1; t < r.num_tiles; ++t) {
           const int sp = it % kStages;  // stage of tile t - 1 (its V)
@@ -526,8 +603,10 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           const int st = it % kStages;
           float s[kN / 2];
           mbar_wait(k_full(st), (it / kStages) & 1);
+          KV_TRACE(1, 7, tr);
           if (!by_tma(r.tile_start + t * kN)) fence_proxy_async();
           turn_wait();
+          KV_TRACE(1, 8, tr);
           cute::warpgroup_arrive();
           issue_s(s, st);
           cute::warpgroup_commit_batch();
@@ -539,12 +618,15 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           issue_pv(pf, sp);
           cute::warpgroup_commit_batch();
           turn_pass();
+          KV_TRACE(1, 9, tr);
           cute::warpgroup_wait<1>();  // S_t done
+          KV_TRACE(1, 10, tr);
           fence_regs(s);
           release(k_empty(st));
-          if (t == r.num_tiles - 1) release(q_empty(jc));  // last read of Q for this job
           softmax(s, r.tile_start + t * kN, corr);
+          KV_TRACE(1, 11, tr);
           cute::warpgroup_wait<0>();  // O += P_{t-1} V_{t-1} done
+          KV_TRACE(1, 12, tr);
           fence_regs(o);
           release(v_empty(sp));
           to_frags(s, pf);  // O's rescale by corr waits for the next issue (it overlaps S_{t+1} there)
@@ -553,8 +635,10 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           const int sp = it % kStages;
           ++it;
           mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
+          KV_TRACE(1, 13, tr);
           if (!by_tma(r.tile_start + (r.num_tiles - 1) * kN)) fence_proxy_async();
           turn_wait();
+          KV_TRACE(1, 14, tr);
           rescale_o(corr);
           fence_regs(o);
           cute::warpgroup_arrive();
@@ -562,39 +646,57 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           cute::warpgroup_commit_batch();
           turn_pass();
           cute::warpgroup_wait<0>();
+          KV_TRACE(1, 15, tr);
           fence_regs(o);
           release(v_empty(sp));
         }
       }
-      if (r.num_tiles == 0) mbar_arrive_if(q_empty(jc), lane == 0);
 
-      // ---- epilogue: normalise and write this thread's rows (direct or partial), LSE
+      // ---- epilogue. O, normalised and in the output dtype, goes through this warpgroup's 64 rows of
+      // the Q buffer (their last reader was this warpgroup's S = Q K^T), so that the global stores
+      // are whole 16-byte chunks along rows (direct 4-byte stores from the accumulator layout cost a
+      // tile's time). The buffer is released to the producer after that. LSE from registers.
       const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[job.request]) ? NAN : 0.f;
+      const uint32_t so = q_tile(jc) + wg * 64 * 128;  // row wg * 64 of each 64-column block
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float sum = l[h];
         sum += __shfl_xor_sync(0xffffffff, sum, 1);
         sum += __shfl_xor_sync(0xffffffff, sum, 2);
-        const int pr = rbase + 8 * h;
-        if (pr >= r.packed_rows) continue;
-        const int qi = pr / group, head = kvh * group + pr % group;
-        T* dst;
-        float* lse_dst;
-        if (job.partial < 0) {
-          dst = static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h;
-          lse_dst = p.lse ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h : nullptr;
-        } else {
-          const int64_t prow = int64_t(job.partial) + int64_t(qi) * job.splits;
-          dst = static_cast<T*>(p.partial_o) + (prow * p.num_qo_heads + head) * D;
-          lse_dst = p.partial_lse + prow * p.num_qo_heads + head;
-        }
         const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        const int rr = warp * 16 + g + 8 * h;  // row within this warpgroup's 64
 #pragma unroll
         for (int j = 0; j < D / 8; ++j)
-          *reinterpret_cast<uint32_t*>(dst + j * 8 + 2 * tq) =
+          *reinterpret_cast<uint32_t*>(gsmem + (so - base) + sw128<kM>(rr, j) + 4 * tq) =
               pack2<T>(o[4 * j + 2 * h] * inv + poison, o[4 * j + 2 * h + 1] * inv + poison);
-        if (lse_dst && tq == 0) *lse_dst = (sum > 0.f ? m[h] * scale + __log2f(sum) : -INFINITY) + poison;
+        const int pr = rbase + 8 * h;
+        if (p.lse == nullptr && job.partial < 0) continue;
+        if (pr < r.packed_rows && tq == 0) {
+          const int qi = pr / group, head = kvh * group + pr % group;
+          float* lse_dst = job.partial < 0 ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
+                                           : p.partial_lse + (int64_t(job.partial) + int64_t(qi) * job.splits) * p.num_qo_heads + head;
+          *lse_dst = (sum > 0.f ? m[h] * scale + __log2f(sum) : -INFINITY) + poison;
+        }
       }
+      named_barrier_sync(3 + wg, 128);
+      {
+        constexpr int kCpr = D / 8, kRowStep = 128 / kCpr;  // 16-byte chunks per row, rows per pass
+        const int c = wt % kCpr;
+#pragma unroll 4
+        for (int rr = wt / kCpr; rr < 64; rr += kRowStep) {
+          const int pr = r.row0 + wg * 64 + rr;
+          if (pr >= r.packed_rows) break;
+          const int qi = pr / group, head = kvh * group + pr % group;
+          T* dst = job.partial < 0
+                       ? static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
+                       : static_cast<T*>(p.partial_o) +
+                             ((int64_t(job.partial) + int64_t(qi) * job.splits) * p.num_qo_heads + head) * D;
+          *reinterpret_cast<uint4*>(dst + c * 8) = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kM>(rr, c));
+        }
+      }
+      fence_proxy_async();  // these generic accesses before the producer's next async-proxy (TMA) write
+      release(q_empty(jc));
+      KV_TRACE(1, 16, tr);
     }
   }
 #endif

@@ -1,0 +1,52 @@
+#include "sm90_schedule.h"
+
+#include <algorithm>
+
+#include "launch.h"
+
+namespace kvinfer::detail {
+
+int32_t sm90_item_tiles(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t kv_begin, int64_t kv_end,
+                        int64_t group, bool causal, int head_dim) {
+  const int64_t rows = qo_len * group, row_end = std::min(rows, (qo_tile + 1) * kSm90TileRows);
+  int64_t hi = std::min(kv_end, kv_len);
+  if (causal && row_end > 0) hi = std::min(hi, (row_end - 1) / group + (kv_len - qo_len) + 1);
+  const int64_t kn = sm90_kv_rows(head_dim);
+  return hi > kv_begin ? int32_t((hi - kv_begin + kn - 1) / kn) : 0;
+}
+
+namespace {
+
+// Longest per-CTA sum of job costs (tiles + a fixed cost per job) under the kernel's job order
+// (job_of in cuda/sm90/attention_kernel.cuh) with `hs` heads per section.
+int64_t makespan(const std::vector<int32_t>& tiles, int heads, int grid, int hs, std::vector<int64_t>& load) {
+  constexpr int kJobCost = 2;  // prologue and epilogue, in KV tiles (fitted on H200 from a seqlen sweep)
+  const int64_t n = int64_t(tiles.size());
+  std::fill(load.begin(), load.end(), 0);
+  int64_t w = 0;
+  for (int sec = 0; sec * hs < heads; ++sec) {
+    const int h = std::min(hs, heads - sec * hs);
+    for (int64_t item = 0; item < n; ++item, w += h) {
+      const int64_t c = tiles[item] + kJobCost;
+      for (int j = 0; j < h; ++j) load[(w + j) % grid] += c;
+    }
+  }
+  return *std::max_element(load.begin(), load.end());
+}
+
+}  // namespace
+
+int sm90_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid) {
+  if (num_kv_heads <= 1 || item_tiles.empty() || grid <= 0) return 1;
+  const bool uniform = std::all_of(item_tiles.begin(), item_tiles.end(), [&](int32_t t) { return t == item_tiles[0]; });
+  if (uniform) return 1;  // equal jobs: any order is balanced
+  // The simulation costs O(jobs) per candidate; past this many jobs keep the balanced order.
+  if (int64_t(item_tiles.size()) * num_kv_heads > (int64_t(1) << 18)) return num_kv_heads;
+  std::vector<int64_t> load(grid);
+  const int64_t all = makespan(item_tiles, num_kv_heads, grid, num_kv_heads, load);
+  for (int hs = 1; hs < num_kv_heads; hs *= 2)
+    if (makespan(item_tiles, num_kv_heads, grid, hs, load) * 50 <= all * 51) return hs;  // within 2%
+  return num_kv_heads;
+}
+
+}  // namespace kvinfer::detail

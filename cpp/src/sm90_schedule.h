@@ -1,0 +1,21 @@
+// Hopper path: the order in which the persistent kernel's CTAs take (work item, kv head) jobs.
+// Host code (planner and single-request launch); the kernel side is job_of in cuda/sm90.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace kvinfer::detail {
+
+// KV tiles (cuda/sm90: sm90_kv_rows(head_dim) tokens) that the query tile `qo_tile` (128 packed
+// rows) of a request reads from its KV range [kv_begin, kv_end), causal masking included.
+int32_t sm90_item_tiles(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t kv_begin, int64_t kv_end,
+                        int64_t group, bool causal, int head_dim);
+
+// Kv heads per job section (AttnParams::head_section) for `grid` CTAs striding over
+// item_tiles.size() x num_kv_heads jobs (CTA c takes jobs c, c + grid, ...). Fewer heads per section
+// keep the K/V that the CTAs running at once read in L2 (measured on H200: 496 -> 629 TFLOP/s at
+// seqlen 4096, 32 heads, D 128); it returns the fewest heads whose static assignment is as balanced
+// as one section of all heads (items of unequal length, e.g. causal, otherwise pile up on some CTAs).
+int sm90_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid);
+
+}  // namespace kvinfer::detail
