@@ -680,22 +680,28 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       }
       named_barrier_sync(3 + wg, 128);
       {
-        constexpr int kCpr = D / 8, kRowStep = 128 / kCpr;  // 16-byte chunks per row, rows per pass
-        const int c = wt % kCpr;
-#pragma unroll 4
-        for (int rr = wt / kCpr; rr < 64; rr += kRowStep) {
-          const int pr = r.row0 + wg * 64 + rr;
+        // Chunks into registers first, so the buffer goes back to the producer before the global
+        // stores (a proxy fence after them would wait for the stores to complete).
+        constexpr int kCpr = D / 8, kRowStep = 128 / kCpr, kPasses = 64 / kRowStep;  // 16-byte chunks per row
+        const int c = wt % kCpr, rr0 = wt / kCpr;
+        uint4 chunk[kPasses];
+#pragma unroll
+        for (int i = 0; i < kPasses; ++i)
+          chunk[i] = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kM>(rr0 + i * kRowStep, c));
+        fence_proxy_async();  // these generic accesses before the producer's next async-proxy (TMA) write
+        release(q_empty(jc));
+#pragma unroll
+        for (int i = 0; i < kPasses; ++i) {
+          const int pr = r.row0 + wg * 64 + rr0 + i * kRowStep;
           if (pr >= r.packed_rows) break;
           const int qi = pr / group, head = kvh * group + pr % group;
           T* dst = job.partial < 0
                        ? static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
                        : static_cast<T*>(p.partial_o) +
                              ((int64_t(job.partial) + int64_t(qi) * job.splits) * p.num_qo_heads + head) * D;
-          *reinterpret_cast<uint4*>(dst + c * 8) = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kM>(rr, c));
+          *reinterpret_cast<uint4*>(dst + c * 8) = chunk[i];
         }
       }
-      fence_proxy_async();  // these generic accesses before the producer's next async-proxy (TMA) write
-      release(q_empty(jc));
       KV_TRACE(1, 16, tr);
     }
   }

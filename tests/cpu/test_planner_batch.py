@@ -388,3 +388,54 @@ def test_fa3_paged_plan_reserves_page_offsets():
 def test_backend_name_is_checked():
     with raises(ValueError, "backend"):
         make_plan([1], [10], backend="fa9")
+
+
+def fa3_job_order(n_items, heads, hs):
+    """(work item, kv head) of each job of the Hopper kernel's persistent list, in order: kv heads in
+    sections of hs heads, heads fastest within a section (job_of in cuda/sm90/attention_kernel.cuh)."""
+    hs = hs if 0 < hs < heads else heads
+    jobs = []
+    for w in range(n_items * heads):
+        per = hs * n_items
+        sec = w // per
+        h = min(hs, heads - sec * hs)
+        rem = w - sec * per
+        jobs.append((rem // h, sec * hs + rem % h))
+    return jobs
+
+
+def fa3_makespan(p, a, heads, qo_lens, kv_lens, causal, hs, kn=128, job_cost=2):
+    """Largest per-CTA cost (KV tiles + a fixed cost per job) when CTA c takes jobs c, c + grid, ..."""
+    tiles = []
+    for r, t, kb, ke in zip(a["work_request"], a["work_qo_tile"], a["work_kv_begin"], a["work_kv_end"]):
+        qo, kv = qo_lens[r], kv_lens[r]
+        hi = min(ke, kv)
+        if causal:
+            hi = min(hi, min(qo, (t + 1) * 128) - 1 + kv - qo + 1)
+        tiles.append(max(0, -(-(hi - kb) // kn)))
+    load = [0] * p.grid_x
+    for w, (item, _) in enumerate(fa3_job_order(len(tiles), heads, hs)):
+        load[w % p.grid_x] += tiles[item] + job_cost
+    return max(load)
+
+
+@pytest.mark.parametrize("hs", [0, 1, 2, 3, 5, 8, 9])
+def test_fa3_job_order_covers_every_job_once(hs):
+    jobs = fa3_job_order(7, 8, hs)
+    assert sorted(jobs) == [(i, h) for i in range(7) for h in range(8)]
+
+
+def test_fa3_head_section():
+    # Equal jobs: one head per section (the CTAs running at once share the K/V of few heads in L2).
+    p, _ = make_plan([4096] * 4, [4096] * 4, page_size=0, hq=32, hkv=32, backend="fa3", target_ctas=132)
+    assert p.head_section == 1
+    # Causal, 132 query tiles per head on 132 CTAs: one head per section would hand CTA 0 the longest
+    # tile of every head; the planner's choice stays as balanced as the all-heads order.
+    n, heads = 132 * 128, 8
+    p, a = make_plan([n], [n], page_size=0, hq=heads, hkv=heads, causal=True, backend="fa3", target_ctas=132)
+    assert p.grid_x == 132
+    span = {hs: fa3_makespan(p, a, heads, [n], [n], True, hs) for hs in (1, heads, p.head_section)}
+    assert span[1] > 1.3 * span[heads]
+    assert span[p.head_section] <= 1.02 * span[heads]
+    # The fa2 backend has no job order to choose.
+    assert make_plan([n], [n], page_size=0, hq=heads, hkv=heads, causal=True)[0].head_section == 0
