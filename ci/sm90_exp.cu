@@ -1,7 +1,8 @@
 // Timing harness of the Hopper attention kernel alone (single request, implicit work list), for
 // experiments with the KVINFER_EXP_* switches in cuda/sm90/attention_kernel.cuh.
 //   exp [L=4096] [causal=0] [heads=32] [head_dim=128]     (bf16, random normal data like torch.randn)
-// Env: EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_HS=n (kv heads per
+// Env: EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_NO_OTMA=1 (O
+// by 16-byte stores), EXP_HS=n (kv heads per
 // job section; default: the library's choice).
 // Built with -DKVINFER_EXP_TRACE it also prints where CTA 0's time goes per job (clock64 events).
 // nvcc -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -O3 -I cuda -I cpp/src
@@ -73,6 +74,8 @@ static int run(int L, bool causal, int H) {
               encode_kv_tensor_map(&p.tma_v, v, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D));
   p.q_tma = getenv("EXP_NO_QTMA") == nullptr &&
             encode_q_tensor_map(&p.tma_q, q, L, H, 1, D, int64_t(H) * D, D, kSm90TileRows);
+  p.o_tma = getenv("EXP_NO_OTMA") == nullptr &&
+            encode_q_tensor_map(&p.tma_o, o, L, H, 1, D, int64_t(H) * D, D, kSm90TileRows / 2);
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
   p.grid_x = std::min(sms, p.implicit_qo_tiles * H);

@@ -134,9 +134,12 @@ void set_kv_tensor_maps(detail::AttnParams& p, const TensorView& k, const Tensor
 }
 
 // Q tiles by TMA where the group size divides the tile (any strides TMA takes); else cp.async.
-void set_q_tensor_map(detail::AttnParams& p, const TensorView& q) {
+// O the same way, in boxes of one consumer warpgroup's 64 rows.
+void set_q_tensor_map(detail::AttnParams& p, const TensorView& q, const TensorView& o) {
   p.q_tma = detail::encode_q_tensor_map(&p.tma_q, q.data, q.size(0), p.num_kv_heads, p.group, p.head_dim, p.q_stride_n,
                                         p.q_stride_h, detail::kSm90TileRows);
+  p.o_tma = detail::encode_q_tensor_map(&p.tma_o, o.data, o.size(0), p.num_kv_heads, p.group, p.head_dim, p.o_stride_n,
+                                        p.o_stride_h, detail::kSm90TileRows / 2);
 }
 
 // Paged: TMA per page when pages tile the KV tile (page_size a multiple of 8 that divides it, or a
@@ -273,7 +276,7 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
   p.grid_x = fa3 ? sp.grid_x : p.implicit_qo_tiles * p.implicit_splits;
   if (fa3) {
     set_kv_tensor_maps(p, k, v, kv_len, hkv);
-    set_q_tensor_map(p, q);
+    set_q_tensor_map(p, q, o);
     // Job order (as load_job's implicit list: w = chunk * tiles + tile, causal tiles last first).
     std::vector<int32_t> item_tiles(size_t(p.implicit_qo_tiles) * p.implicit_splits);
     for (int c = 0, w = 0; c < p.implicit_splits; ++c)
@@ -365,7 +368,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   auto* fws = static_cast<unsigned char*>(float_ws.data);
   p.partial_o = fws;
   p.partial_lse = reinterpret_cast<float*>(fws + plan.off_partial_lse);
-  if (po.backend == AttnBackend::kFA3) set_q_tensor_map(p, q);
+  if (po.backend == AttnBackend::kFA3) set_q_tensor_map(p, q, o);
   if (po.backend == AttnBackend::kFA3 && !paged) set_kv_tensor_maps(p, k, v, k.size(ax.tok), hkv);
   if (po.backend == AttnBackend::kFA3 && paged) {
     p.num_requests = reinterpret_cast<const int32_t*>(ws + 4);

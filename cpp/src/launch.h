@@ -122,6 +122,10 @@ struct AttnParams {
   // of a tile of packed rows; false: Q by cp.async.
   bool q_tma = false;
   CUtensorMap tma_q;
+  // Hopper path: O stored by TMA (same view as Q, boxes of 64 packed rows: a consumer warpgroup's
+  // half of a tile) for tiles whose rows all belong to the request; false: 16-byte stores.
+  bool o_tma = false;
+  CUtensorMap tma_o;
 };
 
 // Tile shapes of the compiled kernels (shared by planner and instances).

@@ -205,10 +205,10 @@ __device__ __forceinline__ void fence_regs(float (&r)[kRegs]) {
 __device__ __forceinline__ void job_of(const AttnParams& p, int hs, int w, int num_items, int& item, int& kvh) {
   const int hkv = p.num_kv_heads;
   hs = hs > 0 && hs < hkv ? hs : hkv;
-  const int per_sec = hs * num_items, sec = w / per_sec;
+  const int per_sec = hs * num_items, sec = int(unsigned(w) / unsigned(per_sec));
   const int heads = min(hs, hkv - sec * hs);  // heads of this section
-  const int rem = w - sec * per_sec;
-  item = rem / heads, kvh = sec * hs + rem % heads;
+  const unsigned rem = unsigned(w - sec * per_sec);
+  item = int(rem / unsigned(heads)), kvh = sec * hs + int(rem % unsigned(heads));
 }
 
 // Per-job geometry shared by producer and consumers (both must agree on every job and tile count).
@@ -221,8 +221,8 @@ __device__ __forceinline__ JobRange job_range(const AttnParams& p, const Job& jo
   r.packed_rows = job.qo_len * p.group;
   r.row0 = job.qo_tile * kSm90TileRows;
   r.offset = job.kv_len - job.qo_len;  // bottom-right alignment of queries
-  r.qa = r.row0 / p.group;
-  r.qb = (min(r.row0 + kSm90TileRows, r.packed_rows) - 1) / p.group;
+  r.qa = int(unsigned(r.row0) / unsigned(p.group));  // non-negative: unsigned division is shorter
+  r.qb = int(unsigned(max(min(r.row0 + kSm90TileRows, r.packed_rows) - 1, 0)) / unsigned(p.group));
   r.kv_lo = job.kv_begin, r.kv_hi = min(job.kv_end, job.kv_len);
   if (p.causal) r.kv_hi = min(r.kv_hi, r.qb + r.offset + 1);
   if (p.window_left >= 0) r.kv_lo = max(r.kv_lo, r.qa + r.offset - p.window_left);
@@ -456,7 +456,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       int qrow[2];
       float m[2], l[2];
 #pragma unroll
-      for (int h = 0; h < 2; ++h) qrow[h] = (rbase + 8 * h) / group, m[h] = -INFINITY, l[h] = 0.f;
+      for (int h = 0; h < 2; ++h) qrow[h] = int(unsigned(rbase + 8 * h) / unsigned(group)), m[h] = -INFINITY, l[h] = 0.f;
       float o[D / 2];
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
@@ -678,28 +678,49 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           *lse_dst = (sum > 0.f ? m[h] * scale + __log2f(sum) : -INFINITY) + poison;
         }
       }
-      named_barrier_sync(3 + wg, 128);
-      {
-        // Chunks into registers first, so the buffer goes back to the producer before the global
-        // stores (a proxy fence after them would wait for the stores to complete).
-        constexpr int kCpr = D / 8, kRowStep = 128 / kCpr, kPasses = 64 / kRowStep;  // 16-byte chunks per row
-        const int c = wt % kCpr, rr0 = wt / kCpr;
-        uint4 chunk[kPasses];
+      if (p.o_tma && job.partial < 0 && r.row0 + kM <= r.packed_rows) {
+        // Every row of the tile belongs to the request: one TMA store per 64 columns of this
+        // warpgroup's 64 rows; the buffer goes back to the producer once the store has read it.
+        fence_proxy_async();  // this thread's shared writes, before the async proxy reads them
+        named_barrier_sync(3 + wg, 128);
+        if (wt == 0) {
 #pragma unroll
-        for (int i = 0; i < kPasses; ++i)
-          chunk[i] = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kM>(rr0 + i * kRowStep, c));
-        fence_proxy_async();  // these generic accesses before the producer's next async-proxy (TMA) write
+          for (int c = 0; c < D / 64; ++c)
+            cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kM * 128, c * 64, 0, kvh,
+                                          job.qo_begin + (r.row0 + wg * 64) / group);
+          cute::tma_store_arrive();
+          cute::tma_store_wait<0>();
+        }
         release(q_empty(jc));
+      } else {
+        named_barrier_sync(3 + wg, 128);
+        {
+          // Chunks into registers first, so the buffer goes back to the producer before the global
+          // stores (a proxy fence after them would wait for the stores to complete).
+          constexpr int kCpr = D / 8, kRowStep = 128 / kCpr, kPasses = 64 / kRowStep;  // 16-byte chunks per row
+          const int c = wt % kCpr, rr0 = wt / kCpr;
+          uint4 chunk[kPasses];
 #pragma unroll
-        for (int i = 0; i < kPasses; ++i) {
-          const int pr = r.row0 + wg * 64 + rr0 + i * kRowStep;
-          if (pr >= r.packed_rows) break;
-          const int qi = pr / group, head = kvh * group + pr % group;
-          T* dst = job.partial < 0
-                       ? static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
-                       : static_cast<T*>(p.partial_o) +
-                             ((int64_t(job.partial) + int64_t(qi) * job.splits) * p.num_qo_heads + head) * D;
-          *reinterpret_cast<uint4*>(dst + c * 8) = chunk[i];
+          for (int i = 0; i < kPasses; ++i)
+            chunk[i] = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kM>(rr0 + i * kRowStep, c));
+          fence_proxy_async();  // these generic accesses before the producer's next async-proxy (TMA) write
+          release(q_empty(jc));
+          // Row pr = (query qi, head g of the group); one division, then steps of kRowStep rows (the
+          // epilogue's instruction count is on the critical path when both warpgroups end a job).
+          const int pr0 = r.row0 + wg * 64 + rr0;
+          const unsigned ug = unsigned(group), dq = kRowStep / ug, dg = kRowStep % ug;
+          unsigned qi = unsigned(pr0) / ug, gi = unsigned(pr0) % ug;
+#pragma unroll
+          for (int i = 0; i < kPasses; ++i, qi += dq, gi += dg) {
+            if (gi >= ug) gi -= ug, ++qi;
+            if (pr0 + i * kRowStep >= r.packed_rows) break;
+            const int head = kvh * group + int(gi);
+            T* dst = job.partial < 0
+                         ? static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
+                         : static_cast<T*>(p.partial_o) +
+                               ((int64_t(job.partial) + int64_t(qi) * job.splits) * p.num_qo_heads + head) * D;
+            *reinterpret_cast<uint4*>(dst + c * 8) = chunk[i];
+          }
         }
       }
       KV_TRACE(1, 16, tr);
