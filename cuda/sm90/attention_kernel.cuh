@@ -2,15 +2,17 @@
 //
 // A CTA has three warpgroups. Warpgroup 0 is the producer: it fills 128-byte-swizzled shared tiles
 // and signals full barriers as the data lands. Full K/V tiles come by TMA (contiguous/ragged KV: one
-// box per 64 columns; paged KV: one box per page and 64 columns, the page id as a coordinate); Q,
-// boundary tiles and page sizes TMA cannot tile are gathered row by row with cp.async by all 128
+// box per 64 columns; paged KV: one box per page and 64 columns, the page id as a coordinate), and
+// so does Q where the GQA group divides the tile (one box of packed rows per 64 columns); boundary
+// tiles, other page sizes and other group sizes are gathered row by row with cp.async by all 128
 // threads (any strides; paged rows from per-page 64-bit offsets a pre-kernel writes). Warpgroups 1
 // and 2 are consumers, 64 packed query rows each: S = Q K^T by wgmma (both operands from shared
 // memory), masking and online softmax in registers, O += P V by wgmma with P from registers and V
 // read transposed from shared memory; S_t is issued together with P_{t-1} V_{t-1}, issues alternate
-// between the two consumers (pingpong), and each releases a stage through its empty barrier. The
-// grid is persistent: CTA i takes the (work item, kv head) pairs i, i + grid, ... of the plan's
-// longest-first list.
+// between the two consumers (pingpong), and each releases a stage through its empty barrier. O is
+// staged in the warpgroup's half of the Q buffer and leaves by TMA store (16-byte stores for tiles
+// that run past their request or for split partials). The grid is persistent: CTA i takes jobs i,
+// i + grid, ... of the (work item, kv head) list, walked in kv-head sections (job_of).
 //
 // The matrix instructions and descriptors are CuTe's sm90 GMMA atoms (cute/arch); the tile layouts
 // are the canonical 128-byte-swizzle layouts those descriptors describe (K-major for Q and K,
@@ -18,8 +20,9 @@
 //
 // KVINFER_EXP_* macros (never defined in the library build) are measurement switches for
 // ci/sm90_exp.sh: NO_LOADS, NO_SOFTMAX, NO_PINGPONG, NO_FENCE remove one part of the kernel (results
-// are wrong) to show what limits it. (Dropped shape experiments, a third stage and a 176-token KV
-// tile at D = 128, are recorded in BENCHMARKS.md.)
+// are wrong) to show what limits it; TRACE records CTA 0's pipeline events (clock64) for the
+// harness to print. (Dropped shape experiments, a third stage and a 176-token KV tile at D = 128,
+// are recorded in BENCHMARKS.md.)
 #pragma once
 #include <cmath>
 #include <cstdint>
