@@ -73,9 +73,9 @@ static int run(int L, bool causal, int H) {
               encode_kv_tensor_map(&p.tma_k, k, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D)) &&
               encode_kv_tensor_map(&p.tma_v, v, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D));
   p.q_tma = getenv("EXP_NO_QTMA") == nullptr &&
-            encode_q_tensor_map(&p.tma_q, q, L, H, 1, D, int64_t(H) * D, D, kSm90TileRows);
+            encode_packed_rows_tensor_map(&p.tma_q, q, L, H, 1, D, int64_t(H) * D, D, kSm90TileRows);
   p.o_tma = getenv("EXP_NO_OTMA") == nullptr &&
-            encode_q_tensor_map(&p.tma_o, o, L, H, 1, D, int64_t(H) * D, D, kSm90TileRows / 2);
+            encode_packed_rows_tensor_map(&p.tma_o, o, L, H, 1, D, int64_t(H) * D, D, kSm90TileRows / 2);
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
   p.grid_x = std::min(sms, p.implicit_qo_tiles * H);

@@ -135,11 +135,11 @@ void set_kv_tensor_maps(detail::AttnParams& p, const TensorView& k, const Tensor
 
 // Q tiles by TMA where the group size divides the tile (any strides TMA takes); else cp.async.
 // O the same way, in boxes of one consumer warpgroup's 64 rows.
-void set_q_tensor_map(detail::AttnParams& p, const TensorView& q, const TensorView& o) {
-  p.q_tma = detail::encode_q_tensor_map(&p.tma_q, q.data, q.size(0), p.num_kv_heads, p.group, p.head_dim, p.q_stride_n,
-                                        p.q_stride_h, detail::kSm90TileRows);
-  p.o_tma = detail::encode_q_tensor_map(&p.tma_o, o.data, o.size(0), p.num_kv_heads, p.group, p.head_dim, p.o_stride_n,
-                                        p.o_stride_h, detail::kSm90TileRows / 2);
+void set_qo_tensor_maps(detail::AttnParams& p, const TensorView& q, const TensorView& o) {
+  p.q_tma = detail::encode_packed_rows_tensor_map(&p.tma_q, q.data, q.size(0), p.num_kv_heads, p.group, p.head_dim,
+                                                  p.q_stride_n, p.q_stride_h, detail::kSm90TileRows);
+  p.o_tma = detail::encode_packed_rows_tensor_map(&p.tma_o, o.data, o.size(0), p.num_kv_heads, p.group, p.head_dim,
+                                                  p.o_stride_n, p.o_stride_h, detail::kSm90TileRows / 2);
 }
 
 // Paged: TMA per page when pages tile the KV tile (page_size a multiple of 8 that divides it, or a
@@ -198,7 +198,7 @@ int attention_ctas_per_sm(int head_dim, DType dtype, bool decode_tile, int devic
 }
 
 SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num_kv_heads, int head_dim,
-                       int target_ctas, int min_chunk_tokens, AttnBackend backend) {
+                       int target_ctas, int min_chunk_tokens, AttnBackend backend, bool causal) {
   SinglePlan sp;
   sp.backend = backend;
   const int64_t group = num_kv_heads > 0 ? num_qo_heads / num_kv_heads : 1;
@@ -218,6 +218,16 @@ SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num
   }
   sp.tmp_rows = sp.splits > 1 ? qo_len * sp.splits : 0;
   sp.grid_x = int(std::max<int64_t>(1, std::min<int64_t>(ctas * sp.splits, std::max(1, target_ctas))));
+  if (backend == AttnBackend::kFA3) {
+    // Job order: the kernel's implicit list, w = chunk * tiles + tile (causal: last tiles first).
+    const int64_t tiles = ceil_div(qo_len * group, sp.tile_rows);
+    std::vector<int32_t> item_tiles(size_t(tiles * sp.splits));
+    for (int64_t c = 0, w = 0; c < sp.splits; ++c)
+      for (int64_t i = 0; i < tiles; ++i, ++w)
+        item_tiles[w] = detail::sm90_item_tiles(qo_len, kv_len, causal ? tiles - 1 - i : i, c * sp.chunk_tokens,
+                                                std::min(kv_len, (c + 1) * sp.chunk_tokens), group, causal, head_dim);
+    sp.head_section = detail::sm90_head_section(item_tiles, num_kv_heads, sp.grid_x);
+  }
   return sp;
 }
 
@@ -274,18 +284,10 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
     p.partial_o = tmp_o->data, p.partial_lse = static_cast<float*>(tmp_lse->data);
   }
   p.grid_x = fa3 ? sp.grid_x : p.implicit_qo_tiles * p.implicit_splits;
+  p.head_section = sp.head_section;
   if (fa3) {
     set_kv_tensor_maps(p, k, v, kv_len, hkv);
-    set_q_tensor_map(p, q, o);
-    // Job order (as load_job's implicit list: w = chunk * tiles + tile, causal tiles last first).
-    std::vector<int32_t> item_tiles(size_t(p.implicit_qo_tiles) * p.implicit_splits);
-    for (int c = 0, w = 0; c < p.implicit_splits; ++c)
-      for (int i = 0; i < p.implicit_qo_tiles; ++i, ++w) {
-        const int64_t begin = int64_t(c) * p.implicit_chunk, end = std::min<int64_t>(kv_len, begin + p.implicit_chunk);
-        item_tiles[w] = detail::sm90_item_tiles(qo_len, kv_len, opt.causal ? p.implicit_qo_tiles - 1 - i : i, begin, end,
-                                                p.group, opt.causal, int(q.size(2)));
-      }
-    p.head_section = detail::sm90_head_section(item_tiles, int(hkv), p.grid_x);
+    set_qo_tensor_maps(p, q, o);
   }
   launch(p, q.dtype, sp.backend, sp.tile_rows, q.device_id, stream);
   if (sp.splits > 1)  // tmp [qo_len, splits, H, D] -> o
@@ -368,7 +370,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   auto* fws = static_cast<unsigned char*>(float_ws.data);
   p.partial_o = fws;
   p.partial_lse = reinterpret_cast<float*>(fws + plan.off_partial_lse);
-  if (po.backend == AttnBackend::kFA3) set_q_tensor_map(p, q, o);
+  if (po.backend == AttnBackend::kFA3) set_qo_tensor_maps(p, q, o);
   if (po.backend == AttnBackend::kFA3 && !paged) set_kv_tensor_maps(p, k, v, k.size(ax.tok), hkv);
   if (po.backend == AttnBackend::kFA3 && paged) {
     p.num_requests = reinterpret_cast<const int32_t*>(ws + 4);

@@ -66,7 +66,7 @@ bool encode_kv_tensor_map(CUtensorMap* map, const void* base, int64_t tokens, in
   return encode(map, base, 3, dims, strides, box);
 }
 
-bool encode_q_tensor_map(CUtensorMap* map, const void* base, int64_t tokens, int64_t kv_heads, int64_t group,
+bool encode_packed_rows_tensor_map(CUtensorMap* map, const void* base, int64_t tokens, int64_t kv_heads, int64_t group,
                          int64_t head_dim, int64_t stride_tok, int64_t stride_head, int tile_rows) {
   if (group <= 0 || tile_rows % group) return false;
   const cuuint64_t dims[4] = {cuuint64_t(head_dim), cuuint64_t(group), cuuint64_t(kv_heads), cuuint64_t(tokens)};

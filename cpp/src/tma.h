@@ -19,10 +19,10 @@ bool encode_paged_tensor_map(CUtensorMap* map, const void* base, int64_t pages, 
                              int64_t head_dim, int64_t stride_page, int64_t stride_tok, int64_t stride_head,
                              int box_rows);
 
-// Q [tokens, kv_heads * group, D] (element strides tok, head, 1) as [tokens, kv_heads, group, D],
-// loaded in boxes of tile_rows / group tokens x 1 kv head x group heads x 64 columns: one box is a
-// tile of packed rows (token-major, the group's heads fastest). Needs group to divide tile_rows.
-bool encode_q_tensor_map(CUtensorMap* map, const void* base, int64_t tokens, int64_t kv_heads, int64_t group,
+// Q or O [tokens, kv_heads * group, D] (element strides tok, head, 1) as [tokens, kv_heads, group, D],
+// in boxes of tile_rows / group tokens x 1 kv head x group heads x 64 columns: one box is a tile of
+// packed rows (token-major, the group's heads fastest). Needs group to divide tile_rows.
+bool encode_packed_rows_tensor_map(CUtensorMap* map, const void* base, int64_t tokens, int64_t kv_heads, int64_t group,
                          int64_t head_dim, int64_t stride_tok, int64_t stride_head, int tile_rows);
 
 }  // namespace kvinfer::detail

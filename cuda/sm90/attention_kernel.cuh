@@ -516,36 +516,25 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
               }
           }
         }
-        // Both rows at once, with 4 partial maxima / sums per row: short dependency chains.
-        float mx[2][4], sum[2][4];
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int a = 0; a < 4; ++a) mx[h][a] = m[h], sum[h][a] = 0.f;
-#pragma unroll
-        for (int j = 0; j < kN / 8; ++j)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) mx[h][j & 3] = fmaxf(mx[h][j & 3], fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
-        float mu[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {  // a row's 4 threads are lanes 4g .. 4g + 3
-          float x = fmaxf(fmaxf(mx[h][0], mx[h][1]), fmaxf(mx[h][2], mx[h][3]));
-          x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 1));
-          x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 2));
-          mu[h] = (x == -INFINITY ? 0.f : x) * scale;
-          corr[h] = fast_exp2(m[h] * scale - mu[h]);
-          m[h] = x;
-        }
+          float mx = m[h];
 #pragma unroll
-        for (int j = 0; j < kN / 8; ++j)
+          for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+          const float mu = (mx == -INFINITY ? 0.f : mx) * scale;
+          corr[h] = fast_exp2(m[h] * scale - mu);
+          m[h] = mx;
+          float sum = 0.f;
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            sacc[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu[h]));
-            sacc[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu[h]));
-            sum[h][j & 3] += sacc[4 * j + 2 * h] + sacc[4 * j + 2 * h + 1];
+          for (int j = 0; j < kN / 8; ++j) {
+            sacc[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
+            sacc[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
+            sum += sacc[4 * j + 2 * h] + sacc[4 * j + 2 * h + 1];
           }
-#pragma unroll
-        for (int h = 0; h < 2; ++h) l[h] = l[h] * corr[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
+          l[h] = l[h] * corr[h] + sum;
+        }
       };
       // O *= corr per row (skipped for a warp whose rows' maxima did not move).
       auto rescale_o = [&](const float (&corr)[2]) {

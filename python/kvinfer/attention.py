@@ -117,8 +117,8 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
     be = _resolve_backend(backend, shape[2], q.dtype, dev, custom_mask=packed_custom_mask is not None,
                           decode=decode_tile)
     target = _sm_count(dev) if be == "fa3" else _target_ctas(dev, shape[2], q.dtype, decode_tile)
-    tile, splits, chunk, tmp_rows, grid = _C.plan_single(shape[0], kv_len, shape[1], max(hkv, 1), shape[2], target,
-                                                         _MIN_CHUNK_TOKENS, be)
+    tile, splits, chunk, tmp_rows, grid, head_section = _C.plan_single(
+        shape[0], kv_len, shape[1], max(hkv, 1), shape[2], target, _MIN_CHUNK_TOKENS, be, bool(causal))
     own_out = out is None
     if own_out:
         out = c.empty(shape)
@@ -133,7 +133,8 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
                         c.dest(lse, "lse", own_lse) if lse is not None else None, c.arg(packed_custom_mask, "mask"),
                         kv_layout, bool(causal), wl, sm, cap, tile, splits, chunk,
                         c.dest(tmp_o, "tmp_o", True) if tmp_o is not None else None,
-                        c.dest(tmp_lse, "tmp_lse", True) if tmp_lse is not None else None, c.stream, be, grid)
+                        c.dest(tmp_lse, "tmp_lse", True) if tmp_lse is not None else None, c.stream, be, grid,
+                        head_section)
     c.finish()
     return (out, lse) if return_lse else out
 

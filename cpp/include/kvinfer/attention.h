@@ -28,13 +28,14 @@ struct SinglePlan {
   AttnBackend backend = AttnBackend::kFA2;
   int tile_rows = 16;            // 16: decode tile; else the prefill tile's rows for this head dim (FA3: 128)
   int grid_x = 0;                // FA3: persistent CTAs (min(jobs, target_ctas))
+  int head_section = 0;          // FA3: kv heads per job section (job order for L2 locality; 0: all)
   int splits = 1;
   int64_t chunk_tokens = 0;
   int64_t tmp_rows = 0;          // partial rows (qo_len * splits when split, else 0)
 };
 KVINFER_API SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num_kv_heads,
                                    int head_dim, int target_ctas, int min_chunk_tokens = 256,
-                                   AttnBackend backend = AttnBackend::kFA2);
+                                   AttnBackend backend = AttnBackend::kFA2, bool causal = false);
 
 // Whether the Hopper (FA3) kernels can run (head_dim, dtype) on `device`: compiled into this build
 // (sm_90a instances) and the device is compute capability 9.0.
