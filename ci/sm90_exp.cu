@@ -1,7 +1,7 @@
 // Timing harness of the Hopper attention kernel alone (single request, implicit work list), for
 // experiments with the KVINFER_EXP_* switches in cuda/sm90/attention_kernel.cuh.
 //   exp [L=4096] [causal=0] [heads=32] [head_dim=128]     (bf16, random normal data like torch.randn)
-// Env: EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_NO_OTMA=1 (O
+// Env: EXP_STATIC=1 (static job order instead of the claim counter plans use), EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_NO_OTMA=1 (O
 // by 16-byte stores), EXP_HS=n (kv heads per
 // job section; default: the library's choice).
 // Built with -DKVINFER_EXP_TRACE it also prints where CTA 0's time goes per job (clock64 events).
@@ -47,6 +47,20 @@ static void trace_report() {
     printf("\n");
   }
 }
+// Load balance over the grid: each CTA's consumer span (first job start to last job end, ns).
+static void span_report(int grid) {
+  static unsigned long long sp[1024][2];
+  cudaMemcpyFromSymbol(sp, attn90::g_span, sizeof(sp));
+  unsigned long long t0 = ~0ull, t1 = 0;
+  double sum = 0, mx = 0;
+  for (int c = 0; c < grid && c < 1024; ++c) {
+    t0 = std::min(t0, sp[c][0]), t1 = std::max(t1, sp[c][1]);
+    const double d = double(sp[c][1] - sp[c][0]);
+    sum += d, mx = std::max(mx, d);
+  }
+  printf("  spans: kernel %.1f us, CTA busy mean %.1f us, max %.1f us (max/mean %.3f)\n", (t1 - t0) * 1e-3,
+         sum / grid * 1e-3, mx * 1e-3, mx / (sum / grid));
+}
 #endif
 
 template <int D>
@@ -83,7 +97,10 @@ static int run(int L, bool causal, int H) {
   std::vector<int32_t> tiles(p.implicit_qo_tiles);
   for (int i = 0; i < p.implicit_qo_tiles; ++i)
     tiles[i] = sm90_item_tiles(L, L, causal ? p.implicit_qo_tiles - 1 - i : i, 0, L, 1, causal, D);
-  p.head_section = getenv("EXP_HS") ? atoi(getenv("EXP_HS")) : sm90_head_section(tiles, H, p.grid_x);
+  // Jobs after the first wave: claimed through a counter (as plans run), or EXP_STATIC=1: i + grid, ...
+  const bool claimed = getenv("EXP_STATIC") == nullptr;
+  if (claimed) cudaMalloc(&p.sched, 8), cudaMemset(p.sched, 0, 8);
+  p.head_section = getenv("EXP_HS") ? atoi(getenv("EXP_HS")) : sm90_head_section(tiles, H, p.grid_x, claimed);
   cudaEvent_t a, b;
   cudaEventCreate(&a), cudaEventCreate(&b);
   for (int i = 0; i < 3; ++i) launch_attention_sm90<D, DType::kBF16>(p, 0);
@@ -101,12 +118,13 @@ static int run(int L, bool causal, int H) {
   std::sort(times.begin(), times.end());
   const float ms = times[reps / 2];
   const double flops = 4.0 * L * L * H * D * (causal ? 0.5 : 1.0);
-  printf("D=%d L=%d H=%d causal=%d hs=%d tma=%d/%d: %.1f us, %.0f TFLOP/s (%s)\n", D, L, H, causal, p.head_section,
-         int(p.use_tma), int(p.q_tma), ms * 1e3, flops / (ms * 1e-3) / 1e12, cudaGetErrorString(cudaGetLastError()));
+  printf("D=%d L=%d H=%d causal=%d hs=%d claimed=%d tma=%d/%d: %.1f us, %.0f TFLOP/s (%s)\n", D, L, H, causal,
+         p.head_section, int(claimed), int(p.use_tma), int(p.q_tma), ms * 1e3, flops / (ms * 1e-3) / 1e12, cudaGetErrorString(cudaGetLastError()));
 #ifdef KVINFER_EXP_TRACE
   trace_report();
+  span_report(p.grid_x);
 #endif
-  cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o);
+  cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(p.sched);
   return 0;
 }
 
@@ -114,5 +132,9 @@ int main(int argc, char** argv) {
   const int L = argc > 1 ? atoi(argv[1]) : 4096;
   const bool causal = argc > 2 && atoi(argv[2]);
   const int H = argc > 3 ? atoi(argv[3]) : 32, D = argc > 4 ? atoi(argv[4]) : 128;
+#ifdef EXP_ONLY_D128  // faster builds while iterating
+  return D == 128 ? run<128>(L, causal, H) : 1;
+#else
   return D == 64 ? run<64>(L, causal, H) : D == 256 ? run<256>(L, causal, H) : run<128>(L, causal, H);
+#endif
 }

@@ -226,7 +226,7 @@ SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num
       for (int64_t i = 0; i < tiles; ++i, ++w)
         item_tiles[w] = detail::sm90_item_tiles(qo_len, kv_len, causal ? tiles - 1 - i : i, c * sp.chunk_tokens,
                                                 std::min(kv_len, (c + 1) * sp.chunk_tokens), group, causal, head_dim);
-    sp.head_section = detail::sm90_head_section(item_tiles, num_kv_heads, sp.grid_x);
+    sp.head_section = detail::sm90_head_section(item_tiles, num_kv_heads, sp.grid_x, /*claimed=*/false);
   }
   return sp;
 }
@@ -370,7 +370,10 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   auto* fws = static_cast<unsigned char*>(float_ws.data);
   p.partial_o = fws;
   p.partial_lse = reinterpret_cast<float*>(fws + plan.off_partial_lse);
-  if (po.backend == AttnBackend::kFA3) set_qo_tensor_maps(p, q, o);
+  if (po.backend == AttnBackend::kFA3) {
+    set_qo_tensor_maps(p, q, o);
+    p.sched = reinterpret_cast<int32_t*>(ws + 12);  // header words 3 and 4 (zero in the plan's image)
+  }
   if (po.backend == AttnBackend::kFA3 && !paged) set_kv_tensor_maps(p, k, v, k.size(ax.tok), hkv);
   if (po.backend == AttnBackend::kFA3 && paged) {
     p.num_requests = reinterpret_cast<const int32_t*>(ws + 4);

@@ -106,6 +106,10 @@ struct AttnParams {
   // the CTAs running at once share the K/V of few heads in L2. Single request only: a plan's value
   // is in its workspace header (num_work[2]).
   int head_section = 0;
+  // Hopper path, plans: two claim counters in the workspace header (words 3 and 4, zero between
+  // launches): after its first job a CTA claims the next job of the list (the CTA that frees up first
+  // takes it), and the last CTA out resets both. null (single request): CTA i takes i, i + grid, ...
+  int32_t* sched = nullptr;
   // Hopper path, paged KV: element offsets of each kv_indices entry's page in K and V (-1: id out of
   // range), written by a pre-kernel every run, and a per-request flag set when a page id was bad.
   int64_t* page_off_k = nullptr;

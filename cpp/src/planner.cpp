@@ -187,7 +187,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
       p.merge_indptr[t + 1] = p.merge_indptr[t] + int32_t(splits[b] > 1 ? splits[b] : 0);
   for (int64_t t = p.total_qo + 1; t <= p.merge_rows; ++t) p.merge_indptr[t] = p.merge_indptr[p.total_qo];
 
-  // Int workspace: header (work count, batch) | qo_indptr | kv_begin | kv_len | mask_offset |
+  // Int workspace: header (work count, batch, head section, 2 FA3 claim counters) | qo_indptr | kv_begin | kv_len | mask_offset |
   // merge_indptr | req_bad | page offsets (FA3 + paged: written by the device) | work.
   p.off_qo_indptr = kAlign;
   p.off_kv_begin = p.off_qo_indptr + aligned((cap_b + 1) * 4);
@@ -236,7 +236,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
       item_tiles[i] = detail::sm90_item_tiles(p.qo_indptr[it.request + 1] - p.qo_indptr[it.request], p.kv_len[it.request],
                                               it.qo_tile, it.kv_begin, it.kv_end, group, opt.causal, opt.head_dim);
     }
-    p.head_section = detail::sm90_head_section(item_tiles, opt.num_kv_heads, p.grid_x);
+    p.head_section = detail::sm90_head_section(item_tiles, opt.num_kv_heads, p.grid_x, /*claimed=*/true);
   }
 
   // The image run() reads: [0, off_page_off) then [off_work, end) (see AttnPlan::image).

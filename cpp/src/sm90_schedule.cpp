@@ -1,6 +1,8 @@
 #include "sm90_schedule.h"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "launch.h"
 
@@ -18,34 +20,49 @@ int32_t sm90_item_tiles(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t
 namespace {
 
 // Longest per-CTA sum of job costs (tiles + a fixed cost per job) under the kernel's job order
-// (job_of in cuda/sm90/attention_kernel.cuh) with `hs` heads per section.
-int64_t makespan(const std::vector<int32_t>& tiles, int heads, int grid, int hs, std::vector<int64_t>& load) {
+// (job_of in cuda/sm90/attention_kernel.cuh) with `hs` heads per section: jobs dealt round-robin, or
+// (claimed) each to the least-loaded CTA, which is where the CTA that frees up first claims it.
+int64_t makespan(const std::vector<int32_t>& tiles, int heads, int grid, int hs, bool claimed,
+                 std::vector<int64_t>& load) {
   constexpr int kJobCost = 2;  // prologue and epilogue, in KV tiles (fitted on H200 from a seqlen sweep)
   const int64_t n = int64_t(tiles.size());
   std::fill(load.begin(), load.end(), 0);
+  // claimed: a min-heap of (load, CTA); CTA c takes job c first (ties go to the lower index).
+  std::vector<std::pair<int64_t, int>> heap;
+  if (claimed)
+    for (int c = 0; c < grid; ++c) heap.push_back({0, c});
+  const auto later = [](const std::pair<int64_t, int>& a, const std::pair<int64_t, int>& b) { return a > b; };
   int64_t w = 0;
   for (int sec = 0; sec * hs < heads; ++sec) {
     const int h = std::min(hs, heads - sec * hs);
     for (int64_t item = 0; item < n; ++item, w += h) {
       const int64_t c = tiles[item] + kJobCost;
-      for (int j = 0; j < h; ++j) load[(w + j) % grid] += c;
+      for (int j = 0; j < h; ++j) {
+        if (!claimed) {
+          load[(w + j) % grid] += c;
+          continue;
+        }
+        std::pop_heap(heap.begin(), heap.end(), later);
+        heap.back().first += c;
+        load[heap.back().second] = heap.back().first;
+        std::push_heap(heap.begin(), heap.end(), later);
+      }
     }
   }
   return *std::max_element(load.begin(), load.end());
 }
-
 }  // namespace
 
-int sm90_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid) {
+int sm90_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid, bool claimed) {
   if (num_kv_heads <= 1 || item_tiles.empty() || grid <= 0) return 1;
   const bool uniform = std::all_of(item_tiles.begin(), item_tiles.end(), [&](int32_t t) { return t == item_tiles[0]; });
   if (uniform) return 1;  // equal jobs: any order is balanced
   // The simulation costs O(jobs) per candidate; past this many jobs keep the balanced order.
   if (int64_t(item_tiles.size()) * num_kv_heads > (int64_t(1) << 18)) return num_kv_heads;
   std::vector<int64_t> load(grid);
-  const int64_t all = makespan(item_tiles, num_kv_heads, grid, num_kv_heads, load);
+  const int64_t all = makespan(item_tiles, num_kv_heads, grid, num_kv_heads, claimed, load);
   for (int hs = 1; hs < num_kv_heads; hs *= 2)
-    if (makespan(item_tiles, num_kv_heads, grid, hs, load) * 50 <= all * 51) return hs;  // within 2%
+    if (makespan(item_tiles, num_kv_heads, grid, hs, claimed, load) * 50 <= all * 51) return hs;  // within 2%
   return num_kv_heads;
 }
 

@@ -11,11 +11,13 @@ namespace kvinfer::detail {
 int32_t sm90_item_tiles(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t kv_begin, int64_t kv_end,
                         int64_t group, bool causal, int head_dim);
 
-// Kv heads per job section (AttnParams::head_section) for `grid` CTAs striding over
-// item_tiles.size() x num_kv_heads jobs (CTA c takes jobs c, c + grid, ...). Fewer heads per section
-// keep the K/V that the CTAs running at once read in L2 (measured on H200: 496 -> 629 TFLOP/s at
-// seqlen 4096, 32 heads, D 128); it returns the fewest heads whose static assignment is as balanced
-// as one section of all heads (items of unequal length, e.g. causal, otherwise pile up on some CTAs).
-int sm90_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid);
+// Kv heads per job section (AttnParams::head_section) for `grid` CTAs working through
+// item_tiles.size() x num_kv_heads jobs: CTA c starts with job c; then, `claimed` (plans: the kernel's
+// claim counter), each next job goes to the CTA that frees up first, else CTA c takes c + grid, ...
+// Fewer heads per section keep the K/V that the CTAs running at once read in L2 (measured on H200:
+// 496 -> 629 TFLOP/s at seqlen 4096, 32 heads, D 128); it returns the fewest heads whose simulated
+// longest CTA is within 2% of one section of all heads (items of unequal length, e.g. causal,
+// otherwise pile up on some CTAs).
+int sm90_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid, bool claimed);
 
 }  // namespace kvinfer::detail

@@ -60,7 +60,11 @@ struct Config {
   static constexpr int kOffK = kQBuffers * kTileQ, kOffV = kOffK + kStages * kTileKV;
   static constexpr int kOffBar = kOffV + kStages * kTileKV;
   static constexpr int kNumBars = 2 * kQBuffers + 4 * kStages;
-  static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + slack to align the base to 1024
+  // Job slots (one per Q buffer: the producer writes a job's geometry with its Q), then two words
+  // through which the producer's thread 0 hands its next job index to the other producer threads.
+  static constexpr int kOffSlot = (kOffBar + kNumBars * 8 + 15) / 16 * 16;
+  static constexpr int kOffNext = kOffSlot + kQBuffers * 64;
+  static constexpr int kSmemBytes = kOffNext + 8 + 1024;  // + slack to align the base to 1024
   // Register split (setmaxnreg): the producer only computes addresses. setmaxnreg only moves
   // registers within the CTA's launch allocation (threads x the launch-bound count, 168 for 384
   // threads): asking for more blocks forever (a 64 / 224 split hung).
@@ -154,7 +158,18 @@ __device__ __forceinline__ void trace(int side, int& n, int code, bool who) {
   ++n;
 }
 #define KV_TRACE(side, code, who) trace(side, trace_n, code, who)
+// Each CTA's first and last consumer event (globaltimer, ns; comparable across SMs): load balance.
+__device__ unsigned long long g_span[1024][2];
+__device__ __forceinline__ void trace_span(int which, bool who) {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+  unsigned long long* dst = &g_span[blockIdx.x < 1024 ? blockIdx.x : 0][which];
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p st.global.u64 [%0], %1;\n}\n" ::"l"(dst), "l"(t),
+               "r"(int(who && blockIdx.x < 1024)) : "memory");
+}
+#define KV_SPAN(which, who) trace_span(which, who)
 #else
+#define KV_SPAN(which, who)
 #define KV_TRACE(side, code, who)
 #endif
 
@@ -235,6 +250,18 @@ __device__ __forceinline__ JobRange job_range(const AttnParams& p, const Job& jo
   return r;
 }
 
+// A job as the consumers see it. The producer resolves it (job list, work item, JobRange) and writes
+// it into the slot of the job's Q buffer before that buffer's full barrier; the consumers read it
+// after the barrier, so they do no index arithmetic or global loads between jobs. num_tiles < 0: no
+// more jobs.
+struct alignas(16) JobSlot {
+  int num_tiles, tile_start, kv_lo, kv_hi;
+  int qa, qb, offset, row0;
+  int packed_rows, qo_len, qo_begin, kvh;
+  int partial, splits, request, unused;
+};
+static_assert(sizeof(JobSlot) == 64, "one 64-byte slot per Q buffer");
+
 template <int D, typename T>
 __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttnParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(CUTE_ARCH_MMA_SM90A_ENABLED)
@@ -258,8 +285,11 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
   constexpr uint32_t kConsumerWarps = 4 * C::kConsumers;
 
   const int tid = threadIdx.x;
+  // Slot of job jc (next to its Q buffer). q_full counts 129 arrivals: the 128 producer threads'
+  // (Q by cp.async or TMA) and thread 0's after it wrote the slot (arrive has release semantics).
+  auto slot = [&](int jc) { return reinterpret_cast<JobSlot*>(gsmem + C::kOffSlot + 64 * (jc % C::kQBuffers)); };
   if (tid == 0) {
-    for (int b = 0; b < C::kQBuffers; ++b) mbar_init(q_full(b), 128), mbar_init(q_empty(b), kConsumerWarps);
+    for (int b = 0; b < C::kQBuffers; ++b) mbar_init(q_full(b), 129), mbar_init(q_empty(b), kConsumerWarps);
     for (int s = 0; s < kStages; ++s) {
       mbar_init(k_full(s), 128), mbar_init(v_full(s), 128);
       mbar_init(k_empty(s), kConsumerWarps), mbar_init(v_empty(s), kConsumerWarps);
@@ -270,36 +300,68 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 
   // Values that steer control flow around wgmma are broadcast from lane 0 (__shfl_sync), so the
   // compiler sees them warp-uniform; otherwise it serialises the wgmma instructions (C7520).
-  const int num_items = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
-  const int num_jobs = __shfl_sync(0xffffffff, num_items * p.num_kv_heads, 0);
-  // Plans keep the head section in the workspace header (a CUDA graph replays the current plan's).
-  const int head_section = p.work ? p.num_work[2] : p.head_section;
   const int group = p.group;
   const int role = __shfl_sync(0xffffffff, tid / 128, 0);  // 0: producer, 1..: consumer warpgroups
 
   if (role == 0) {
-    // ================= producer warpgroup: cp.async gathers =================
+    // ================= producer warpgroup: job list, TMA and cp.async loads =================
     setmaxnreg_dec<C::kProducerRegs>();
     constexpr int kRowStep = 128 / C::kChunks;  // rows covered per pass of the 128 threads
     const int lr0 = tid / C::kChunks, lc0 = tid % C::kChunks;
     const bool paged = p.page_size > 0;
+    const int num_items = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
+    const int num_jobs = num_items * p.num_kv_heads;
+    // Plans keep the head section in the workspace header (a CUDA graph replays the current plan's).
+    const int head_section = p.work ? p.num_work[2] : p.head_section;
 #ifdef KVINFER_EXP_TRACE
     int trace_n = 0;
 #endif
+    // Job order: CTA i starts with job i. After that, with a plan's claim counter (p.sched), the CTA
+    // that asks first takes the next job of the list (longest first: the tail stays short); thread 0
+    // claims and hands the index to the other producer threads through shared memory (two words,
+    // alternating, so one barrier per claim suffices). Without it: jobs i + grid, i + 2 grid, ...
+    int claims = 0;
+    auto next_job = [&](int w) {
+      if (p.sched == nullptr) return w + int(gridDim.x);
+      volatile int* word = reinterpret_cast<volatile int*>(gsmem + C::kOffNext + 4 * (claims & 1));
+      ++claims;
+      if (tid == 0) *word = int(gridDim.x) + atomicAdd(p.sched, 1);
+      named_barrier_sync(5, 128);
+      return *word;
+    };
     int it = 0, jc = 0;
-    for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
-      Job job;
-      int item, kvh;
-      job_of(p, head_section, w, num_items, item, kvh);
-      load_job(p, item, job);
-      const JobRange r = job_range<kN>(p, job);
-      if (r.row0 >= r.packed_rows) { --jc; continue; }
+    for (int w = blockIdx.x;; w = next_job(w), ++jc) {
+      Job job{};
+      int kvh = 0;
+      JobRange r{};
+      bool have = false;
+      for (; w < num_jobs; w = next_job(w)) {  // (the planner never emits a tile without rows)
+        int item;
+        job_of(p, head_section, w, num_items, item, kvh);
+        load_job(p, item, job);
+        r = job_range<kN>(p, job);
+        if (r.row0 < r.packed_rows) { have = true; break; }
+      }
       KV_TRACE(0, 20, tid == 0);
-      // Q tile once the consumers are done with the buffer's previous job. By TMA: one box per 64
-      // columns holds the tile's 128 packed rows (rows past the request's end hold other tokens or
-      // zeros; their results are never stored). By cp.async: rows past the end are zero-filled.
+      // The slot and the Q tile, once the consumers are done with the buffer's previous job. Q by TMA:
+      // one box per 64 columns holds the tile's 128 packed rows (rows past the request's end hold
+      // other tokens or zeros; their results are never stored). By cp.async: rows past the end are
+      // zero-filled. After the last job, a slot that says so.
       mbar_wait(q_empty(jc), q_round(jc) ^ 1);
       KV_TRACE(0, 21, tid == 0);
+      if (tid == 0) {
+        JobSlot js;
+        js.num_tiles = have ? r.num_tiles : -1, js.tile_start = r.tile_start, js.kv_lo = r.kv_lo, js.kv_hi = r.kv_hi;
+        js.qa = r.qa, js.qb = r.qb, js.offset = r.offset, js.row0 = r.row0;
+        js.packed_rows = r.packed_rows, js.qo_len = job.qo_len, js.qo_begin = job.qo_begin, js.kvh = kvh;
+        js.partial = job.partial, js.splits = job.splits, js.request = job.request, js.unused = 0;
+        *slot(jc) = js;
+        mbar_arrive(q_full(jc));
+      }
+      if (!have) {
+        mbar_arrive(q_full(jc));
+        break;
+      }
       if (p.q_tma) {
         if (tid == 0) {
           uint64_t* mbar = reinterpret_cast<uint64_t*>(gsmem + (q_full(jc) - base));
@@ -416,6 +478,12 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         }
       }
     }
+    // The last CTA out resets the claim counters for the next launch (graph replays included): every
+    // CTA counts itself out after its last claim, so no claim follows the reset.
+    if (p.sched != nullptr && tid == 0) {
+      __threadfence();
+      if (atomicAdd(p.sched + 1, 1) == int(gridDim.x) - 1) atomicExch(p.sched, 0), atomicExch(p.sched + 1, 0);
+    }
   } else {
     // ================= consumer warpgroups =================
     setmaxnreg_inc<C::kConsumerRegs>();
@@ -445,17 +513,49 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     auto turn_wait = [&]() {};
     auto turn_pass = [&]() {};
 #endif
-    int it = 0, jc = 0;
-    for (int w = blockIdx.x; w < num_jobs; w += gridDim.x, ++jc) {
-      Job job;
-      int item, kvh;
-      job_of(p, head_section, w, num_items, item, kvh);
-      load_job(p, item, job);
-      JobRange r = job_range<kN>(p, job);
-      r.num_tiles = __shfl_sync(0xffffffff, r.row0 >= r.packed_rows ? -1 : r.num_tiles, 0);
-      if (r.num_tiles < 0) { --jc; continue; }
+    KV_SPAN(0, wt == 0 && wg == 0);
+    // Where Q is double-buffered, a job's Q buffer goes back to the producer after the next job's
+    // first tile, by when the TMA store has read the staged O: the epilogue does not wait for it.
+    // (Issuing the next job's S_0 before this job's epilogue was tried: with the accumulators in
+    // flight across the epilogue's branches, ptxas serialised every wgmma (C7518) and spilled.)
+    constexpr bool kDeferStore = C::kQBuffers == 2;
+    auto read_slot = [&](int jc) {
+      mbar_wait(q_full(jc), q_round(jc));
+      JobSlot j = *slot(jc);
+      j.num_tiles = __shfl_sync(0xffffffff, j.num_tiles, 0);
+      return j;
+    };
+    auto release = [&](uint32_t b) {
+      __syncwarp();
+      mbar_arrive_if(b, lane == 0);
+    };
+    int pending_q = -1;  // Q buffer (job) whose staged O a TMA store may still be reading
+    auto release_pending_q = [&]() {
+      if (pending_q < 0) return;
+      cute::tma_store_wait<0>();  // (no-op in the threads without stores: no branch near wgmma, C7518)
+      release(q_empty(pending_q));
+      pending_q = -1;
+    };
+    auto dq_of = [&](int jc) { return dq_base + (uint32_t(jc % C::kQBuffers) * C::kTileQ >> 4); };
+    // Whether the producer loaded the tile at tbase by TMA (async proxy: no proxy fence needed) or
+    // by cp.async (generic proxy: fence before wgmma reads it). Same rule as the producer's.
+    auto by_tma = [&](const JobSlot& j, int tbase) { return p.use_tma && tbase + kN <= j.kv_hi; };
+    // S_t = Q K_t^T issued (not waited) on stage st.
+    auto issue_s = [&](float (&sacc)[kN / 2], int st, uint64_t dq0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t qoff = uint32_t((kk >> 2) * kM * 128 + (kk & 3) * 32);
+        const uint32_t koff = uint32_t(st * C::kTileKV + (kk >> 2) * kN * 128 + (kk & 3) * 32);
+        gmma_ss<T, kN>(dq0 + (qoff >> 4), dk0 + (koff >> 4), sacc, kk > 0);
+      }
+    };
+    int it = 0;
+    for (int jc = 0;; ++jc) {
+      const JobSlot js = read_slot(jc);
+      if (js.num_tiles < 0) break;
       KV_TRACE(1, 1, tr);
-      const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
+      const int kvh = js.kvh;
+      const int rbase = js.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       int qrow[2];
       float m[2], l[2];
 #pragma unroll
@@ -464,20 +564,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
 
-      mbar_wait(q_full(jc), q_round(jc));
-      KV_TRACE(1, 2, tr);
-      const uint64_t dq0 = dq_base + (uint32_t(jc % C::kQBuffers) * C::kTileQ >> 4);
+      const uint64_t dq0 = dq_of(jc);
       if (!p.q_tma) fence_proxy_async();
 
-      // S_t = Q K_t^T issued (not waited) on stage st.
-      auto issue_s = [&](float (&sacc)[kN / 2], int st) {
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-          const uint32_t qoff = uint32_t((kk >> 2) * kM * 128 + (kk & 3) * 32);
-          const uint32_t koff = uint32_t(st * C::kTileKV + (kk >> 2) * kN * 128 + (kk & 3) * 32);
-          gmma_ss<T, kN>(dq0 + (qoff >> 4), dk0 + (koff >> 4), sacc, kk > 0);
-        }
-      };
       // O += P V_t issued on stage st (P: 16-bit A fragments, 16 KV rows per step).
       auto issue_pv = [&](const uint32_t (&pf)[kN / 16][4], int st) {
 #pragma unroll
@@ -491,17 +580,17 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         corr[0] = corr[1] = 1.f;
         if (tbase >= 0) return;
 #endif
-        const bool need_mask = tbase + kN > r.kv_hi || tbase < r.kv_lo ||
-                               (p.causal && tbase + kN - 1 > r.qa + r.offset) ||
-                               (p.window_left >= 0 && tbase < r.qb + r.offset - p.window_left);
+        const bool need_mask = tbase + kN > js.kv_hi || tbase < js.kv_lo ||
+                               (p.causal && tbase + kN - 1 > js.qa + js.offset) ||
+                               (p.window_left >= 0 && tbase < js.qb + js.offset - p.window_left);
         if (cap || need_mask) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int qi = qrow[h];
-            int lo = r.kv_lo, hi = r.kv_hi - 1;
-            if (p.causal) hi = min(hi, qi + r.offset);
-            if (p.window_left >= 0) lo = max(lo, qi + r.offset - p.window_left);
-            if (qi >= job.qo_len) hi = lo - 1;
+            int lo = js.kv_lo, hi = js.kv_hi - 1;
+            if (p.causal) hi = min(hi, qi + js.offset);
+            if (p.window_left >= 0) lo = max(lo, qi + js.offset - p.window_left);
+            if (qi >= js.qo_len) hi = lo - 1;
 #pragma unroll
             for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
@@ -554,19 +643,12 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           pf[kc][3] = pack2<T>(sacc[8 * kc + 6], sacc[8 * kc + 7]);
         }
       };
-      // Whether the producer loaded the tile at tbase by TMA (async proxy: no proxy fence needed) or
-      // by cp.async (generic proxy: fence before wgmma reads it). Same rule as the producer's.
-      auto by_tma = [&](int tbase) { return p.use_tma && tbase + kN <= r.kv_hi; };
-      auto release = [&](uint32_t b) {
-        __syncwarp();
-        mbar_arrive_if(b, lane == 0);
-      };
 
       // Software pipeline (per warpgroup): S_t is issued together with O += P_{t-1} V_{t-1}, so the
       // tensor cores work on both while this warpgroup waits; softmax of S_t runs while PV drains.
       // Pingpong (across the two warpgroups): issues alternate through named barriers, so one
       // warpgroup's softmax overlaps the other's matrix work.
-      if (r.num_tiles > 0) {
+      if (js.num_tiles > 0) {
         uint32_t pf[kN / 16][4];
         float corr[2];
         {
@@ -574,36 +656,37 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           float s[kN / 2];
           mbar_wait(k_full(st), (it / kStages) & 1);
           KV_TRACE(1, 3, tr);
-          if (!by_tma(r.tile_start)) fence_proxy_async();
+          if (!by_tma(js, js.tile_start)) fence_proxy_async();
           turn_wait();
           KV_TRACE(1, 4, tr);
           cute::warpgroup_arrive();
-          issue_s(s, st);
+          issue_s(s, st, dq0);
           cute::warpgroup_commit_batch();
           turn_pass();
           cute::warpgroup_wait<0>();
           KV_TRACE(1, 5, tr);
           fence_regs(s);
           release(k_empty(st));
-          softmax(s, r.tile_start, corr);
+          softmax(s, js.tile_start, corr);
           to_frags(s, pf);
           KV_TRACE(1, 6, tr);
+          release_pending_q();
         }
-        for (int t = 1; t < r.num_tiles; ++t) {
+        for (int t = 1; t < js.num_tiles; ++t) {
           const int sp = it % kStages;  // stage of tile t - 1 (its V)
           ++it;
           const int st = it % kStages;
           float s[kN / 2];
           mbar_wait(k_full(st), (it / kStages) & 1);
           KV_TRACE(1, 7, tr);
-          if (!by_tma(r.tile_start + t * kN)) fence_proxy_async();
+          if (!by_tma(js, js.tile_start + t * kN)) fence_proxy_async();
           turn_wait();
           KV_TRACE(1, 8, tr);
           cute::warpgroup_arrive();
-          issue_s(s, st);
+          issue_s(s, st, dq0);
           cute::warpgroup_commit_batch();
           mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
-          if (!by_tma(r.tile_start + (t - 1) * kN)) fence_proxy_async();
+          if (!by_tma(js, js.tile_start + (t - 1) * kN)) fence_proxy_async();
           rescale_o(corr);  // to tile t - 1's max, while S_t runs
           fence_regs(o);
           cute::warpgroup_arrive();
@@ -615,7 +698,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           KV_TRACE(1, 10, tr);
           fence_regs(s);
           release(k_empty(st));
-          softmax(s, r.tile_start + t * kN, corr);
+          softmax(s, js.tile_start + t * kN, corr);
           KV_TRACE(1, 11, tr);
           cute::warpgroup_wait<0>();  // O += P_{t-1} V_{t-1} done
           KV_TRACE(1, 12, tr);
@@ -628,7 +711,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           ++it;
           mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
           KV_TRACE(1, 13, tr);
-          if (!by_tma(r.tile_start + (r.num_tiles - 1) * kN)) fence_proxy_async();
+          if (!by_tma(js, js.tile_start + (js.num_tiles - 1) * kN)) fence_proxy_async();
           turn_wait();
           KV_TRACE(1, 14, tr);
           rescale_o(corr);
@@ -643,12 +726,13 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           release(v_empty(sp));
         }
       }
+      release_pending_q();  // (a job without tiles)
 
       // ---- epilogue. O, normalised and in the output dtype, goes through this warpgroup's 64 rows of
       // the Q buffer (their last reader was this warpgroup's S = Q K^T), so that the global stores
       // are whole 16-byte chunks along rows (direct 4-byte stores from the accumulator layout cost a
       // tile's time). The buffer is released to the producer after that. LSE from registers.
-      const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[job.request]) ? NAN : 0.f;
+      const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[js.request]) ? NAN : 0.f;
       const uint32_t so = q_tile(jc) + wg * 64 * 128;  // row wg * 64 of each 64-column block
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -662,28 +746,31 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           *reinterpret_cast<uint32_t*>(gsmem + (so - base) + sw128<kM>(rr, j) + 4 * tq) =
               pack2<T>(o[4 * j + 2 * h] * inv + poison, o[4 * j + 2 * h + 1] * inv + poison);
         const int pr = rbase + 8 * h;
-        if (p.lse == nullptr && job.partial < 0) continue;
-        if (pr < r.packed_rows && tq == 0) {
+        if (p.lse == nullptr && js.partial < 0) continue;
+        if (pr < js.packed_rows && tq == 0) {
           const int qi = pr / group, head = kvh * group + pr % group;
-          float* lse_dst = job.partial < 0 ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
-                                           : p.partial_lse + (int64_t(job.partial) + int64_t(qi) * job.splits) * p.num_qo_heads + head;
+          float* lse_dst = js.partial < 0 ? p.lse + int64_t(js.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
+                                          : p.partial_lse + (int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head;
           *lse_dst = (sum > 0.f ? m[h] * scale + __log2f(sum) : -INFINITY) + poison;
         }
       }
-      if (p.o_tma && job.partial < 0 && r.row0 + kM <= r.packed_rows) {
+      // (warp-uniform for the compiler: pending_q steers a release between wgmma issues, C7518)
+      if (__shfl_sync(0xffffffff, p.o_tma && js.partial < 0 && js.row0 + kM <= js.packed_rows, 0)) {
         // Every row of the tile belongs to the request: one TMA store per 64 columns of this
-        // warpgroup's 64 rows; the buffer goes back to the producer once the store has read it.
+        // warpgroup's 64 rows; the buffer goes back to the producer once the store has read it
+        // (kDeferStore: after the next job's first tile, without waiting here).
         fence_proxy_async();  // this thread's shared writes, before the async proxy reads them
         named_barrier_sync(3 + wg, 128);
         if (wt == 0) {
 #pragma unroll
           for (int c = 0; c < D / 64; ++c)
             cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kM * 128, c * 64, 0, kvh,
-                                          job.qo_begin + (r.row0 + wg * 64) / group);
+                                          js.qo_begin + (js.row0 + wg * 64) / group);
           cute::tma_store_arrive();
-          cute::tma_store_wait<0>();
+          if (!kDeferStore) cute::tma_store_wait<0>();
         }
-        release(q_empty(jc));
+        if (kDeferStore) pending_q = jc;
+        else release(q_empty(jc));
       } else {
         named_barrier_sync(3 + wg, 128);
         {
@@ -699,24 +786,26 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           release(q_empty(jc));
           // Row pr = (query qi, head g of the group); one division, then steps of kRowStep rows (the
           // epilogue's instruction count is on the critical path when both warpgroups end a job).
-          const int pr0 = r.row0 + wg * 64 + rr0;
+          const int pr0 = js.row0 + wg * 64 + rr0;
           const unsigned ug = unsigned(group), dq = kRowStep / ug, dg = kRowStep % ug;
           unsigned qi = unsigned(pr0) / ug, gi = unsigned(pr0) % ug;
 #pragma unroll
           for (int i = 0; i < kPasses; ++i, qi += dq, gi += dg) {
             if (gi >= ug) gi -= ug, ++qi;
-            if (pr0 + i * kRowStep >= r.packed_rows) break;
+            if (pr0 + i * kRowStep >= js.packed_rows) break;
             const int head = kvh * group + int(gi);
-            T* dst = job.partial < 0
-                         ? static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
+            T* dst = js.partial < 0
+                         ? static_cast<T*>(p.o) + int64_t(js.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
                          : static_cast<T*>(p.partial_o) +
-                               ((int64_t(job.partial) + int64_t(qi) * job.splits) * p.num_qo_heads + head) * D;
+                               ((int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head) * D;
             *reinterpret_cast<uint4*>(dst + c * 8) = chunk[i];
           }
         }
       }
       KV_TRACE(1, 16, tr);
     }
+    if (pending_q >= 0 && wt == 0) cute::tma_store_wait<0>();  // the staged O must stay until read
+    KV_SPAN(1, wt == 0 && wg == 0);
   }
 #endif
 }

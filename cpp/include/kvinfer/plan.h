@@ -66,7 +66,8 @@ struct AttnPlan {
   int64_t num_partials = 0;
   int64_t max_kv_index = -1;            // validate=True: largest page id / token index referenced
   // Workspace layout (byte offsets into the int workspace; all 256-byte aligned). Header words at 0:
-  // number of work items, batch, head_section.
+  // number of work items, batch, head_section, then two FA3 job-claim counters (zero; the kernel
+  // leaves them zero).
   int64_t off_qo_indptr = 0, off_kv_begin = 0, off_kv_len = 0, off_mask_offset = 0, off_merge_indptr = 0,
           off_work = 0;
   // FA3 + paged: per-request bad-page flags and the page-offset buffer (K then V, int64 per
