@@ -11,8 +11,10 @@
 // read transposed from shared memory; S_t is issued together with P_{t-1} V_{t-1}, issues alternate
 // between the two consumers (pingpong), and each releases a stage through its empty barrier. O is
 // staged in the warpgroup's half of the Q buffer and leaves by TMA store (16-byte stores for tiles
-// that run past their request or for split partials). The grid is persistent: CTA i takes jobs i,
-// i + grid, ... of the (work item, kv head) list, walked in kv-head sections (job_of).
+// that run past their request or for split partials). The grid is persistent over the (work item,
+// kv head) job list, walked in kv-head sections (job_of): CTA i starts with job i, then claims the
+// next job through a counter (plans) or takes i + grid, ... (single requests). The producer resolves
+// each job and hands it to the consumers in a shared-memory slot next to the job's Q.
 //
 // The matrix instructions and descriptors are CuTe's sm90 GMMA atoms (cute/arch); the tile layouts
 // are the canonical 128-byte-swizzle layouts those descriptors describe (K-major for Q and K,
@@ -514,11 +516,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     auto turn_pass = [&]() {};
 #endif
     KV_SPAN(0, wt == 0 && wg == 0);
-    // Where Q is double-buffered, a job's Q buffer goes back to the producer after the next job's
-    // first tile, by when the TMA store has read the staged O: the epilogue does not wait for it.
-    // (Issuing the next job's S_0 before this job's epilogue was tried: with the accumulators in
-    // flight across the epilogue's branches, ptxas serialised every wgmma (C7518) and spilled.)
-    constexpr bool kDeferStore = C::kQBuffers == 2;
     auto read_slot = [&](int jc) {
       mbar_wait(q_full(jc), q_round(jc));
       JobSlot j = *slot(jc);
@@ -528,13 +525,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     auto release = [&](uint32_t b) {
       __syncwarp();
       mbar_arrive_if(b, lane == 0);
-    };
-    int pending_q = -1;  // Q buffer (job) whose staged O a TMA store may still be reading
-    auto release_pending_q = [&]() {
-      if (pending_q < 0) return;
-      cute::tma_store_wait<0>();  // (no-op in the threads without stores: no branch near wgmma, C7518)
-      release(q_empty(pending_q));
-      pending_q = -1;
     };
     auto dq_of = [&](int jc) { return dq_base + (uint32_t(jc % C::kQBuffers) * C::kTileQ >> 4); };
     // Whether the producer loaded the tile at tbase by TMA (async proxy: no proxy fence needed) or
@@ -670,7 +660,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           softmax(s, js.tile_start, corr);
           to_frags(s, pf);
           KV_TRACE(1, 6, tr);
-          release_pending_q();
         }
         for (int t = 1; t < js.num_tiles; ++t) {
           const int sp = it % kStages;  // stage of tile t - 1 (its V)
@@ -726,7 +715,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           release(v_empty(sp));
         }
       }
-      release_pending_q();  // (a job without tiles)
 
       // ---- epilogue. O, normalised and in the output dtype, goes through this warpgroup's 64 rows of
       // the Q buffer (their last reader was this warpgroup's S = Q K^T), so that the global stores
@@ -754,11 +742,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           *lse_dst = (sum > 0.f ? m[h] * scale + __log2f(sum) : -INFINITY) + poison;
         }
       }
-      // (warp-uniform for the compiler: pending_q steers a release between wgmma issues, C7518)
-      if (__shfl_sync(0xffffffff, p.o_tma && js.partial < 0 && js.row0 + kM <= js.packed_rows, 0)) {
+      if (p.o_tma && js.partial < 0 && js.row0 + kM <= js.packed_rows) {
         // Every row of the tile belongs to the request: one TMA store per 64 columns of this
-        // warpgroup's 64 rows; the buffer goes back to the producer once the store has read it
-        // (kDeferStore: after the next job's first tile, without waiting here).
+        // warpgroup's 64 rows; the buffer goes back to the producer once the store has read it.
         fence_proxy_async();  // this thread's shared writes, before the async proxy reads them
         named_barrier_sync(3 + wg, 128);
         if (wt == 0) {
@@ -767,10 +753,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
             cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kM * 128, c * 64, 0, kvh,
                                           js.qo_begin + (js.row0 + wg * 64) / group);
           cute::tma_store_arrive();
-          if (!kDeferStore) cute::tma_store_wait<0>();
+          cute::tma_store_wait<0>();
         }
-        if (kDeferStore) pending_q = jc;
-        else release(q_empty(jc));
+        release(q_empty(jc));
       } else {
         named_barrier_sync(3 + wg, 128);
         {
@@ -804,7 +789,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       }
       KV_TRACE(1, 16, tr);
     }
-    if (pending_q >= 0 && wt == 0) cute::tma_store_wait<0>();  // the staged O must stay until read
     KV_SPAN(1, wt == 0 && wg == 0);
   }
 #endif
