@@ -20,7 +20,7 @@ int32_t sm90_item_tiles(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t
 namespace {
 
 // Longest per-CTA sum of job costs (tiles + a fixed cost per job) under the kernel's job order
-// (job_of in cuda/sm90/attention_kernel.cuh) with `hs` heads per section: jobs dealt round-robin, or
+// (job_of in cuda/sm90/jobs.cuh) with `hs` heads per section: jobs dealt round-robin, or
 // (claimed) each to the least-loaded CTA, which is where the CTA that frees up first claims it.
 int64_t makespan(const std::vector<int32_t>& tiles, int heads, int grid, int hs, bool claimed,
                  std::vector<int64_t>& load) {

@@ -1,5 +1,5 @@
 // Hopper path: the order in which the persistent kernel's CTAs take (work item, kv head) jobs.
-// Host code (planner and single-request launch); the kernel side is job_of in cuda/sm90.
+// Host code (planner and single-request launch); the kernel side is job_of in cuda/sm90/jobs.cuh.
 #pragma once
 #include <cstdint>
 #include <vector>

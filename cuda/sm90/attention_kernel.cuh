@@ -32,20 +32,18 @@
 
 #include <cute/arch/copy_sm90_desc.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
-#include <cute/arch/mma_sm90_desc.hpp>
-#include <cute/arch/mma_sm90_gmma.hpp>
 
 #include "common/attn_job.cuh"
 #include "common/mma.cuh"
 #include "common/types.cuh"
 #include "launch.h"
+#include "sm90/jobs.cuh"
+#include "sm90/primitives.cuh"
 
 namespace kvinfer::detail::attn90 {
 
 using namespace kvinfer::cuda;
-using attn::Job;
 using attn::load_job;
-namespace gmma = cute::SM90::GMMA;
 
 template <int D>
 struct Config {
@@ -75,194 +73,6 @@ struct Config {
   static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= kThreads * kLaunchRegs, "register split");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 };
-
-// ---- shared tiles: [rows][D] 16-bit elements as D / 64 column blocks of [rows][64] (128-byte
-// rows), 16-byte chunk c of row r at chunk c ^ (r % 8): the 128-byte-swizzle canonical layout.
-template <int kRows>
-__device__ __forceinline__ uint32_t sw128(int r, int chunk) {
-  return uint32_t((chunk >> 3) * kRows * 128 + r * 128 + (((chunk & 7) ^ (r & 7)) << 4));
-}
-
-// wgmma descriptor of a 128-byte-swizzled tile at a shared address (1024-byte aligned block base,
-// plus in-row offsets for K steps). 8-row groups are 1024 bytes apart (SBO); LBO is the distance of
-// 64-element column blocks, used by the MN-major (V) operand only.
-__device__ __forceinline__ uint64_t make_desc(uint32_t saddr, uint32_t lbo_bytes) {
-  cute::GmmaDescriptor d;
-  d.bitfield.start_address_ = uint16_t(saddr >> 4);
-  d.bitfield.leading_byte_offset_ = uint16_t(lbo_bytes >> 4);
-  d.bitfield.stride_byte_offset_ = uint16_t(1024 >> 4);
-  d.bitfield.base_offset_ = 0;
-  d.bitfield.layout_type_ = uint8_t(gmma::LayoutType::B128);
-  return d.desc_;
-}
-
-// ---- mbarriers
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-// Predicated inside the instruction: a C++ branch around it would be a divergent path, where the
-// compiler's warpgroup bookkeeping then serialises every wgmma (C7520).
-__device__ __forceinline__ void mbar_arrive_if(uint32_t bar, bool pred) {
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "setp.ne.b32 p, %1, 0;\n"
-      "@p mbarrier.arrive.shared::cta.b64 _, [%0];\n"
-      "}\n" ::"r"(bar),
-      "r"(int(pred))
-      : "memory");
-}
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-// Arrives when all of this thread's earlier cp.async copies have landed (counted in the init count).
-__device__ __forceinline__ void mbar_arrive_cp_async(uint32_t bar) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred done;\n"
-      "WAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT;\n"
-      "}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
-__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-// Shared data written through the generic proxy (cp.async) is read next by wgmma (async proxy).
-__device__ __forceinline__ void fence_proxy_async() {
-#ifndef KVINFER_EXP_NO_FENCE
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-
-#ifdef KVINFER_EXP_TRACE
-// Event timeline of CTA 0 (ci/sm90_exp.cu reads it): [side][i] = clock64 << 8 | event code; side 0 is
-// the producer's thread 0, side 1 consumer warpgroup 0's thread 0. Predicated store, no branch (C7520).
-__device__ unsigned long long g_trace[2][4096];
-__device__ __forceinline__ void trace(int side, int& n, int code, bool who) {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%clock64;\n" : "=l"(t));
-  const bool on = who && blockIdx.x == 0 && n < 4096;
-  unsigned long long* dst = &g_trace[side][n < 4096 ? n : 0];
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p st.global.u64 [%0], %1;\n}\n" ::"l"(dst),
-               "l"((t << 8) | unsigned(code)), "r"(int(on)) : "memory");
-  ++n;
-}
-#define KV_TRACE(side, code, who) trace(side, trace_n, code, who)
-// Each CTA's first and last consumer event (globaltimer, ns; comparable across SMs): load balance.
-__device__ unsigned long long g_span[1024][2];
-__device__ __forceinline__ void trace_span(int which, bool who) {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
-  unsigned long long* dst = &g_span[blockIdx.x < 1024 ? blockIdx.x : 0][which];
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p st.global.u64 [%0], %1;\n}\n" ::"l"(dst), "l"(t),
-               "r"(int(who && blockIdx.x < 1024)) : "memory");
-}
-#define KV_SPAN(which, who) trace_span(which, who)
-#else
-#define KV_SPAN(which, who)
-#define KV_TRACE(side, code, who)
-#endif
-
-template <int kRegs>
-__device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs)); }
-template <int kRegs>
-__device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs)); }
-
-// ---- wgmma atoms (m64nNk16, fp32 accumulators): SS for S = Q K^T, RS for O += P V.
-template <typename T, int N> struct Atoms;
-#define KVINFER_SM90_ATOMS(T, TN, N)                                                          \
-  template <> struct Atoms<T, N> {                                                           \
-    using SS = gmma::MMA_64x##N##x16_F32##TN##TN##_SS<gmma::Major::K, gmma::Major::K>;       \
-    using RS = gmma::MMA_64x##N##x16_F32##TN##TN##_RS<gmma::Major::K, gmma::Major::MN>;      \
-  };
-KVINFER_SM90_ATOMS(half, F16, 64)
-KVINFER_SM90_ATOMS(half, F16, 128)
-KVINFER_SM90_ATOMS(half, F16, 256)
-KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 64)
-KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 128)
-KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 256)
-#undef KVINFER_SM90_ATOMS
-
-template <typename Op, int kRegs, size_t... I>
-__device__ __forceinline__ void gmma_ss_impl(uint64_t da, uint64_t db, float (&d)[kRegs], bool acc,
-                                             std::index_sequence<I...>) {
-  Op::fma(da, db, d[I]..., acc ? gmma::ScaleOut::One : gmma::ScaleOut::Zero);
-}
-template <typename T, int N>
-__device__ __forceinline__ void gmma_ss(uint64_t da, uint64_t db, float (&d)[N / 2], bool acc) {
-  gmma_ss_impl<typename Atoms<T, N>::SS>(da, db, d, acc, std::make_index_sequence<N / 2>{});
-}
-template <typename Op, int kRegs, size_t... I>
-__device__ __forceinline__ void gmma_rs_impl(const uint32_t (&a)[4], uint64_t db, float (&d)[kRegs],
-                                             std::index_sequence<I...>) {
-  Op::fma(a[0], a[1], a[2], a[3], db, d[I]..., gmma::ScaleOut::One);
-}
-template <typename T, int N>
-__device__ __forceinline__ void gmma_rs(const uint32_t (&a)[4], uint64_t db, float (&d)[N / 2]) {
-  gmma_rs_impl<typename Atoms<T, N>::RS>(a, db, d, std::make_index_sequence<N / 2>{});
-}
-template <int kRegs>
-__device__ __forceinline__ void fence_regs(float (&r)[kRegs]) {
-#pragma unroll
-  for (int i = 0; i < kRegs; ++i) cute::warpgroup_fence_operand(r[i]);
-}
-
-// Job w of the persistent list: (work item, kv head). Heads go in sections of hs heads (the last may
-// be smaller); within a section, heads vary fastest, then work items in plan order. The host's
-// sm90_head_section (cpp/src/sm90_schedule.cpp) simulates this order: keep the two in step.
-__device__ __forceinline__ void job_of(const AttnParams& p, int hs, int w, int num_items, int& item, int& kvh) {
-  const int hkv = p.num_kv_heads;
-  hs = hs > 0 && hs < hkv ? hs : hkv;
-  const int per_sec = hs * num_items, sec = int(unsigned(w) / unsigned(per_sec));
-  const int heads = min(hs, hkv - sec * hs);  // heads of this section
-  const unsigned rem = unsigned(w - sec * per_sec);
-  item = int(rem / unsigned(heads)), kvh = sec * hs + int(rem % unsigned(heads));
-}
-
-// Per-job geometry shared by producer and consumers (both must agree on every job and tile count).
-struct JobRange {
-  int packed_rows, row0, offset, qa, qb, kv_lo, kv_hi, tile_start, num_tiles;
-};
-template <int kN>
-__device__ __forceinline__ JobRange job_range(const AttnParams& p, const Job& job) {
-  JobRange r;
-  r.packed_rows = job.qo_len * p.group;
-  r.row0 = job.qo_tile * kSm90TileRows;
-  r.offset = job.kv_len - job.qo_len;  // bottom-right alignment of queries
-  r.qa = int(unsigned(r.row0) / unsigned(p.group));  // non-negative: unsigned division is shorter
-  r.qb = int(unsigned(max(min(r.row0 + kSm90TileRows, r.packed_rows) - 1, 0)) / unsigned(p.group));
-  r.kv_lo = job.kv_begin, r.kv_hi = min(job.kv_end, job.kv_len);
-  if (p.causal) r.kv_hi = min(r.kv_hi, r.qb + r.offset + 1);
-  if (p.window_left >= 0) r.kv_lo = max(r.kv_lo, r.qa + r.offset - p.window_left);
-  const int first_tile = r.kv_lo > job.kv_begin ? (r.kv_lo - job.kv_begin) / kN : 0;
-  r.tile_start = job.kv_begin + first_tile * kN;
-  r.num_tiles = r.kv_hi > r.tile_start ? (r.kv_hi - r.tile_start + kN - 1) / kN : 0;
-  return r;
-}
-
-// A job as the consumers see it. The producer resolves it (job list, work item, JobRange) and writes
-// it into the slot of the job's Q buffer before that buffer's full barrier; the consumers read it
-// after the barrier, so they do no index arithmetic or global loads between jobs. num_tiles < 0: no
-// more jobs.
-struct alignas(16) JobSlot {
-  int num_tiles, tile_start, kv_lo, kv_hi;
-  int qa, qb, offset, row0;
-  int packed_rows, qo_len, qo_begin, kvh;
-  int partial, splits, request, unused;
-};
-static_assert(sizeof(JobSlot) == 64, "one 64-byte slot per Q buffer");
 
 template <int D, typename T>
 __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttnParams p) {
@@ -352,12 +162,8 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       mbar_wait(q_empty(jc), q_round(jc) ^ 1);
       KV_TRACE(0, 21, tid == 0);
       if (tid == 0) {
-        JobSlot js;
-        js.num_tiles = have ? r.num_tiles : -1, js.tile_start = r.tile_start, js.kv_lo = r.kv_lo, js.kv_hi = r.kv_hi;
-        js.qa = r.qa, js.qb = r.qb, js.offset = r.offset, js.row0 = r.row0;
-        js.packed_rows = r.packed_rows, js.qo_len = job.qo_len, js.qo_begin = job.qo_begin, js.kvh = kvh;
-        js.partial = job.partial, js.splits = job.splits, js.request = job.request, js.unused = 0;
-        *slot(jc) = js;
+        if (!have) r.num_tiles = -1;
+        *slot(jc) = JobSlot{r, job.qo_len, job.qo_begin, kvh, job.partial, job.splits, job.request};
         mbar_arrive(q_full(jc));
       }
       if (!have) {
@@ -519,7 +325,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     auto read_slot = [&](int jc) {
       mbar_wait(q_full(jc), q_round(jc));
       JobSlot j = *slot(jc);
-      j.num_tiles = __shfl_sync(0xffffffff, j.num_tiles, 0);
+      j.r.num_tiles = __shfl_sync(0xffffffff, j.r.num_tiles, 0);
       return j;
     };
     auto release = [&](uint32_t b) {
@@ -527,9 +333,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       mbar_arrive_if(b, lane == 0);
     };
     auto dq_of = [&](int jc) { return dq_base + (uint32_t(jc % C::kQBuffers) * C::kTileQ >> 4); };
-    // Whether the producer loaded the tile at tbase by TMA (async proxy: no proxy fence needed) or
-    // by cp.async (generic proxy: fence before wgmma reads it). Same rule as the producer's.
-    auto by_tma = [&](const JobSlot& j, int tbase) { return p.use_tma && tbase + kN <= j.kv_hi; };
     // S_t = Q K_t^T issued (not waited) on stage st.
     auto issue_s = [&](float (&sacc)[kN / 2], int st, uint64_t dq0) {
 #pragma unroll
@@ -542,10 +345,14 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     int it = 0;
     for (int jc = 0;; ++jc) {
       const JobSlot js = read_slot(jc);
-      if (js.num_tiles < 0) break;
+      const JobRange& r = js.r;
+      if (r.num_tiles < 0) break;
+      // Whether the producer loaded the tile at tbase by TMA (async proxy: no proxy fence needed) or
+      // by cp.async (generic proxy: fence before wgmma reads it). Same rule as the producer's.
+      auto by_tma = [&](int tbase) { return p.use_tma && tbase + kN <= r.kv_hi; };
       KV_TRACE(1, 1, tr);
       const int kvh = js.kvh;
-      const int rbase = js.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
+      const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       int qrow[2];
       float m[2], l[2];
 #pragma unroll
@@ -570,16 +377,16 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         corr[0] = corr[1] = 1.f;
         if (tbase >= 0) return;
 #endif
-        const bool need_mask = tbase + kN > js.kv_hi || tbase < js.kv_lo ||
-                               (p.causal && tbase + kN - 1 > js.qa + js.offset) ||
-                               (p.window_left >= 0 && tbase < js.qb + js.offset - p.window_left);
+        const bool need_mask = tbase + kN > r.kv_hi || tbase < r.kv_lo ||
+                               (p.causal && tbase + kN - 1 > r.qa + r.offset) ||
+                               (p.window_left >= 0 && tbase < r.qb + r.offset - p.window_left);
         if (cap || need_mask) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int qi = qrow[h];
-            int lo = js.kv_lo, hi = js.kv_hi - 1;
-            if (p.causal) hi = min(hi, qi + js.offset);
-            if (p.window_left >= 0) lo = max(lo, qi + js.offset - p.window_left);
+            int lo = r.kv_lo, hi = r.kv_hi - 1;
+            if (p.causal) hi = min(hi, qi + r.offset);
+            if (p.window_left >= 0) lo = max(lo, qi + r.offset - p.window_left);
             if (qi >= js.qo_len) hi = lo - 1;
 #pragma unroll
             for (int j = 0; j < kN / 8; ++j)
@@ -638,7 +445,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       // tensor cores work on both while this warpgroup waits; softmax of S_t runs while PV drains.
       // Pingpong (across the two warpgroups): issues alternate through named barriers, so one
       // warpgroup's softmax overlaps the other's matrix work.
-      if (js.num_tiles > 0) {
+      if (r.num_tiles > 0) {
         uint32_t pf[kN / 16][4];
         float corr[2];
         {
@@ -646,7 +453,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           float s[kN / 2];
           mbar_wait(k_full(st), (it / kStages) & 1);
           KV_TRACE(1, 3, tr);
-          if (!by_tma(js, js.tile_start)) fence_proxy_async();
+          if (!by_tma(r.tile_start)) fence_proxy_async();
           turn_wait();
           KV_TRACE(1, 4, tr);
           cute::warpgroup_arrive();
@@ -657,25 +464,25 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           KV_TRACE(1, 5, tr);
           fence_regs(s);
           release(k_empty(st));
-          softmax(s, js.tile_start, corr);
+          softmax(s, r.tile_start, corr);
           to_frags(s, pf);
           KV_TRACE(1, 6, tr);
         }
-        for (int t = 1; t < js.num_tiles; ++t) {
+        for (int t = 1; t < r.num_tiles; ++t) {
           const int sp = it % kStages;  // stage of tile t - 1 (its V)
           ++it;
           const int st = it % kStages;
           float s[kN / 2];
           mbar_wait(k_full(st), (it / kStages) & 1);
           KV_TRACE(1, 7, tr);
-          if (!by_tma(js, js.tile_start + t * kN)) fence_proxy_async();
+          if (!by_tma(r.tile_start + t * kN)) fence_proxy_async();
           turn_wait();
           KV_TRACE(1, 8, tr);
           cute::warpgroup_arrive();
           issue_s(s, st, dq0);
           cute::warpgroup_commit_batch();
           mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
-          if (!by_tma(js, js.tile_start + (t - 1) * kN)) fence_proxy_async();
+          if (!by_tma(r.tile_start + (t - 1) * kN)) fence_proxy_async();
           rescale_o(corr);  // to tile t - 1's max, while S_t runs
           fence_regs(o);
           cute::warpgroup_arrive();
@@ -687,7 +494,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           KV_TRACE(1, 10, tr);
           fence_regs(s);
           release(k_empty(st));
-          softmax(s, js.tile_start + t * kN, corr);
+          softmax(s, r.tile_start + t * kN, corr);
           KV_TRACE(1, 11, tr);
           cute::warpgroup_wait<0>();  // O += P_{t-1} V_{t-1} done
           KV_TRACE(1, 12, tr);
@@ -700,7 +507,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           ++it;
           mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
           KV_TRACE(1, 13, tr);
-          if (!by_tma(js, js.tile_start + (js.num_tiles - 1) * kN)) fence_proxy_async();
+          if (!by_tma(r.tile_start + (r.num_tiles - 1) * kN)) fence_proxy_async();
           turn_wait();
           KV_TRACE(1, 14, tr);
           rescale_o(corr);
@@ -735,14 +542,14 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
               pack2<T>(o[4 * j + 2 * h] * inv + poison, o[4 * j + 2 * h + 1] * inv + poison);
         const int pr = rbase + 8 * h;
         if (p.lse == nullptr && js.partial < 0) continue;
-        if (pr < js.packed_rows && tq == 0) {
+        if (pr < r.packed_rows && tq == 0) {
           const int qi = pr / group, head = kvh * group + pr % group;
           float* lse_dst = js.partial < 0 ? p.lse + int64_t(js.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
                                           : p.partial_lse + (int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head;
           *lse_dst = (sum > 0.f ? m[h] * scale + __log2f(sum) : -INFINITY) + poison;
         }
       }
-      if (p.o_tma && js.partial < 0 && js.row0 + kM <= js.packed_rows) {
+      if (p.o_tma && js.partial < 0 && r.row0 + kM <= r.packed_rows) {
         // Every row of the tile belongs to the request: one TMA store per 64 columns of this
         // warpgroup's 64 rows; the buffer goes back to the producer once the store has read it.
         fence_proxy_async();  // this thread's shared writes, before the async proxy reads them
@@ -751,7 +558,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 #pragma unroll
           for (int c = 0; c < D / 64; ++c)
             cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kM * 128, c * 64, 0, kvh,
-                                          js.qo_begin + (js.row0 + wg * 64) / group);
+                                          js.qo_begin + (r.row0 + wg * 64) / group);
           cute::tma_store_arrive();
           cute::tma_store_wait<0>();
         }
@@ -771,13 +578,13 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           release(q_empty(jc));
           // Row pr = (query qi, head g of the group); one division, then steps of kRowStep rows (the
           // epilogue's instruction count is on the critical path when both warpgroups end a job).
-          const int pr0 = js.row0 + wg * 64 + rr0;
+          const int pr0 = r.row0 + wg * 64 + rr0;
           const unsigned ug = unsigned(group), dq = kRowStep / ug, dg = kRowStep % ug;
           unsigned qi = unsigned(pr0) / ug, gi = unsigned(pr0) % ug;
 #pragma unroll
           for (int i = 0; i < kPasses; ++i, qi += dq, gi += dg) {
             if (gi >= ug) gi -= ug, ++qi;
-            if (pr0 + i * kRowStep >= js.packed_rows) break;
+            if (pr0 + i * kRowStep >= r.packed_rows) break;
             const int head = kvh * group + int(gi);
             T* dst = js.partial < 0
                          ? static_cast<T*>(p.o) + int64_t(js.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h

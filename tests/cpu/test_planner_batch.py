@@ -394,7 +394,7 @@ def test_backend_name_is_checked():
 
 def fa3_job_order(n_items, heads, hs):
     """(work item, kv head) of each job of the Hopper kernel's persistent list, in order: kv heads in
-    sections of hs heads, heads fastest within a section (job_of in cuda/sm90/attention_kernel.cuh)."""
+    sections of hs heads, heads fastest within a section (job_of in cuda/sm90/jobs.cuh)."""
     hs = hs if 0 < hs < heads else heads
     jobs = []
     for w in range(n_items * heads):
