@@ -3,7 +3,8 @@
 //   exp [L=4096] [causal=0] [heads=32] [head_dim=128]     (bf16, random normal data like torch.randn)
 // Env: EXP_STATIC=1 (static job order instead of the claim counter plans use), EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_NO_OTMA=1 (O
 // by 16-byte stores), EXP_HS=n (kv heads per
-// job section; default: the library's choice).
+// job section; default: the library's choice), EXP_PAGE=n (K/V read as a paged cache of n-token pages,
+// [L / n, n, H, D], through a shuffled page table; EXP_PAGE_ORDER=1 keeps pages in order).
 // Built with -DKVINFER_EXP_TRACE it also prints where CTA 0's time goes per job (clock64 events).
 // nvcc -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -O3 -I cuda -I cpp/src
 //      -I cpp/include -I third_party/dlpack/include -I <cutlass include> ci/sm90_exp.cu -o exp [-DKVINFER_EXP_...]
@@ -83,9 +84,33 @@ static int run(int L, bool causal, int H) {
   p.single_qo_len = L, p.single_kv_len = L;
   p.implicit_qo_tiles = (L + 127) / 128, p.implicit_splits = 1, p.implicit_chunk = L;
   p.causal = causal, p.sm_scale = 1.f / std::sqrt(float(D));
-  p.use_tma = getenv("EXP_NO_TMA") == nullptr &&
-              encode_kv_tensor_map(&p.tma_k, k, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D)) &&
-              encode_kv_tensor_map(&p.tma_v, v, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D));
+  const int ps = getenv("EXP_PAGE") ? atoi(getenv("EXP_PAGE")) : 0;
+  int32_t* ids = nullptr;
+  int64_t* page_off = nullptr;
+  if (ps > 0) {
+    // The same K/V memory read as pages [L / ps, ps, H, D] in a shuffled (or kept) order; the data's
+    // token order changes, the work does not.
+    const int pages = (L + ps - 1) / ps;
+    std::vector<int32_t> h_ids(pages);
+    std::vector<int64_t> h_off(pages);
+    for (int i = 0; i < pages; ++i) h_ids[i] = i;
+    if (getenv("EXP_PAGE_ORDER") == nullptr) std::shuffle(h_ids.begin(), h_ids.end(), gen);
+    for (int i = 0; i < pages; ++i) h_off[i] = int64_t(h_ids[i]) * ps * H * D;
+    cudaMalloc(&ids, pages * 4), cudaMalloc(&page_off, pages * 8);
+    cudaMemcpy(ids, h_ids.data(), pages * 4, cudaMemcpyHostToDevice);
+    cudaMemcpy(page_off, h_off.data(), pages * 8, cudaMemcpyHostToDevice);
+    p.page_size = ps, p.kv_indices = ids, p.num_pages = L / ps;
+    p.k_stride_page = p.v_stride_page = int64_t(ps) * H * D;
+    p.page_off_k = p.page_off_v = page_off;
+    const int rows = sm90_kv_rows(D);
+    p.use_tma = getenv("EXP_NO_TMA") == nullptr && ps % 8 == 0 && (rows % ps == 0 || ps % rows == 0) &&
+                encode_paged_tensor_map(&p.tma_k, k, L / ps, ps, H, D, p.k_stride_page, int64_t(H) * D, D, std::min(ps, rows)) &&
+                encode_paged_tensor_map(&p.tma_v, v, L / ps, ps, H, D, p.v_stride_page, int64_t(H) * D, D, std::min(ps, rows));
+  } else {
+    p.use_tma = getenv("EXP_NO_TMA") == nullptr &&
+                encode_kv_tensor_map(&p.tma_k, k, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D)) &&
+                encode_kv_tensor_map(&p.tma_v, v, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D));
+  }
   p.q_tma = getenv("EXP_NO_QTMA") == nullptr &&
             encode_packed_rows_tensor_map(&p.tma_q, q, L, H, 1, D, int64_t(H) * D, D, kSm90TileRows);
   p.o_tma = getenv("EXP_NO_OTMA") == nullptr &&
@@ -120,13 +145,13 @@ static int run(int L, bool causal, int H) {
   std::sort(times.begin(), times.end());
   const float ms = times[reps / 2];
   const double flops = 4.0 * L * L * H * D * (causal ? 0.5 : 1.0);
-  printf("D=%d L=%d H=%d causal=%d hs=%d claimed=%d tma=%d/%d: %.1f us, %.0f TFLOP/s (%s)\n", D, L, H, causal,
+  printf("D=%d L=%d H=%d causal=%d page=%d hs=%d claimed=%d tma=%d/%d: %.1f us, %.0f TFLOP/s (%s)\n", D, L, H, causal, ps,
          p.head_section, int(claimed), int(p.use_tma), int(p.q_tma), ms * 1e3, flops / (ms * 1e-3) / 1e12, cudaGetErrorString(cudaGetLastError()));
 #ifdef KVINFER_EXP_TRACE
   trace_report();
   span_report(p.grid_x);
 #endif
-  cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(p.sched);
+  cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(p.sched), cudaFree(ids), cudaFree(page_off);
   return 0;
 }
 

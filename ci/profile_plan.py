@@ -1,0 +1,58 @@
+"""Where a decode plan() spends its host time: the wrapper's plan() against its pieces (C++ planner,
+upload, stream lookup, backend resolution), 256 requests of KV 2048, page 16, bf16, 32/8 heads, D 128.
+Medians of 2000 calls, microseconds. Run on the GPU machine (the upload needs a device)."""
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import kvinfer
+from kvinfer import _C
+from kvinfer._arrays import Call
+from kvinfer.attention import _resolve_backend, _target_ctas
+
+B, KV, PS, HQ, HKV, D = 256, 2048, 16, 32, 8, 128
+
+
+def median_us(fn, n=2000):
+    for _ in range(100):
+        fn()
+    torch.cuda.synchronize()
+    s = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        s.append((time.perf_counter() - t0) * 1e6)
+    torch.cuda.synchronize()
+    return statistics.median(s)
+
+
+def main():
+    ppr = KV // PS
+    indptr = (np.arange(B + 1) * ppr).astype(np.int32)
+    last = np.full(B, PS, np.int32)
+    idx = torch.randperm(B * ppr, device="cuda").to(torch.int32)
+    ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
+    rows = {}
+    rows["wrapper plan()"] = median_us(lambda: w.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16))
+    plan = w.plan_info
+    tgt = _target_ctas(0, D, "bfloat16", True)
+    rows["C++ plan_attention"] = median_us(lambda: _C.plan_attention(
+        None, indptr, last, None, HQ, HKV, D, PS, False, 16, tgt, 256, True, 2, 0, 0, 0, 0, 256 << 20, "fa2", 0))
+    rows["Call() (torch current stream)"] = median_us(lambda: Call(ws))
+    c = Call(ws)
+    iws = w._int_ws
+    rows["upload_plan (incl. DLPack export)"] = median_us(lambda: _C.upload_plan(plan, c.dest(iws, "ws", True), c.stream))
+    rows["DLPack export"] = median_us(lambda: c.dest(iws, "ws", True))
+    rows["_resolve_backend"] = median_us(lambda: _resolve_backend("auto", D, torch.bfloat16, 0, decode=True))
+    rows["_target_ctas"] = median_us(lambda: _target_ctas(0, D, torch.bfloat16, True))
+    print(f"plan() host time, {B} decode requests x KV {KV}, page {PS}, {torch.cuda.get_device_name()}")
+    print("| piece | median µs |\n|---|---:|")
+    for k, v in rows.items():
+        print(f"| {k} | {v:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
