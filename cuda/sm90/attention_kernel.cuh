@@ -551,17 +551,20 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
           *lse_dst = (sum > 0.f ? m[h] * scale + __log2f(sum) : -INFINITY) + poison;
         }
       }
+      KV_TRACE(1, 17, tr);
       if (p.o_tma && js.partial < 0 && r.row0 + kM <= r.packed_rows) {
         // Every row of the tile belongs to the request: one TMA store per 64 columns of this
         // warpgroup's 64 rows; the buffer goes back to the producer once the store has read it.
         fence_proxy_async();  // this thread's shared writes, before the async proxy reads them
         named_barrier_sync(3 + wg, 128);
+        KV_TRACE(1, 18, tr);
         if (wt == 0) {
 #pragma unroll
           for (int c = 0; c < D / 64; ++c)
             cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kM * 128, c * 64, 0, kvh,
                                           js.qo_begin + (r.row0 + wg * 64) / group);
           cute::tma_store_arrive();
+          KV_TRACE(1, 19, tr);
           cute::tma_store_wait<0>();
         }
         release(q_empty(jc));

@@ -64,6 +64,16 @@ def _resolve_backend(backend, head_dim, dtype, device_index, *, custom_mask=Fals
     return "fa3"
 
 
+@functools.lru_cache(maxsize=256)
+def _launch_choice(backend, head_dim, dtype, device_index, custom_mask, decode, env_backend):
+    """(backend, target CTAs) of a call. Cached: the device queries behind them cost microseconds per
+    call, and plan() runs every step. env_backend (KVINFER_BACKEND) is part of the key, so changing
+    the override takes effect."""
+    be = _resolve_backend(backend, head_dim, dtype, device_index, custom_mask=custom_mask, decode=decode)
+    target = _sm_count(device_index) if be == "fa3" else _target_ctas(device_index, head_dim, dtype, decode)
+    return be, target
+
+
 def _check_pos_encoding(pos_encoding_mode):
     if pos_encoding_mode not in (None, "NONE"):
         raise ValueError(f"pos_encoding_mode: {pos_encoding_mode!r} is not supported by this build; apply RoPE to q/k "
@@ -114,9 +124,8 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
         packed_custom_mask = pack_custom_mask(custom_mask, c, expect=(shape[0], kv_len))
     decode_tile = shape[0] * (shape[1] // max(hkv, 1)) <= 16
     dev = _device_index(q)
-    be = _resolve_backend(backend, shape[2], q.dtype, dev, custom_mask=packed_custom_mask is not None,
-                          decode=decode_tile)
-    target = _sm_count(dev) if be == "fa3" else _target_ctas(dev, shape[2], q.dtype, decode_tile)
+    be, target = _launch_choice(backend, shape[2], q.dtype, dev, packed_custom_mask is not None, decode_tile,
+                                os.environ.get("KVINFER_BACKEND"))
     tile, splits, chunk, tmp_rows, grid, head_section = _C.plan_single(
         shape[0], kv_len, shape[1], max(hkv, 1), shape[2], target, _MIN_CHUNK_TOKENS, be, bool(causal))
     own_out = out is None

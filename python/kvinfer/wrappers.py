@@ -9,12 +9,13 @@ With use_cuda_graph=True every buffer, offset and the grid are fixed at construc
 captured once and replayed after each new plan() (same q shape; lengths and splits may change).
 Workspaces are device uint8 arrays of a framework with mutable arrays (torch, cupy).
 """
+import os
+
 import numpy as np
 
 from . import _C
 from ._arrays import Call, framework_of, on_host
-from .attention import (_MIN_CHUNK_TOKENS, _check_pos_encoding, _device_index, _options, _resolve_backend,
-                        _sm_count, _target_ctas)
+from .attention import _MIN_CHUNK_TOKENS, _check_pos_encoding, _device_index, _launch_choice, _options
 from .mask import pack_custom_mask
 from .page import split_paged_kv_cache
 
@@ -26,6 +27,8 @@ def _host_int32(x, name):
     """Host int32 numpy view of an index array (device arrays are copied: that waits for the GPU)."""
     if x is None:
         return None
+    if type(x) is np.ndarray and x.dtype == np.int32 and x.flags.c_contiguous:  # the common case, per step
+        return x
     fw = framework_of(x)
     if fw == "torch":
         x = x.detach().cpu().numpy() if x.is_cuda else x.numpy()
@@ -134,13 +137,12 @@ class _BatchAttention:
         c = Call(self._float_ws, stream)
         dev = _device_index(self._float_ws)
         qdt = q_data_type or "float16"
-        be = _resolve_backend(self._backend, int(head_dim), qdt, dev,
-                              custom_mask=custom_mask is not None or packed_custom_mask is not None,
-                              decode=self._tile_rows == 16)
+        be, target = _launch_choice(self._backend, int(head_dim), qdt, dev,
+                                    custom_mask is not None or packed_custom_mask is not None, self._tile_rows == 16,
+                                    os.environ.get("KVINFER_BACKEND"))
         if self._graph and getattr(self, "_graph_backend", be) != be:
             raise ValueError("plan: the backend of a use_cuda_graph=True wrapper is fixed by its first plan()")
         self._graph_backend = be
-        target = _sm_count(dev) if be == "fa3" else _target_ctas(dev, int(head_dim), qdt, self._tile_rows == 16)
         graph_grid = target if self._graph else 0
         cap_pages = int(self._indices_buf.shape[0]) if (self._graph and self._paged) else 0
         self._plan = _C.plan_attention(
