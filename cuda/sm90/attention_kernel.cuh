@@ -2,7 +2,8 @@
 //
 // A CTA has three warpgroups. Warpgroup 0 is the producer: it fills 128-byte-swizzled shared tiles
 // and signals full barriers as the data lands. Full K/V tiles come by TMA (contiguous/ragged KV: one
-// box per 64 columns; paged KV: one box per page and 64 columns, the page id as a coordinate), and
+// box per 64 columns; paged KV: one box per page and 64 columns, the page id as a coordinate, issued
+// by all four producer warps), and
 // so does Q where the GQA group divides the tile (one box of packed rows per 64 columns); boundary
 // tiles, other page sizes and other group sizes are gathered row by row with cp.async by all 128
 // threads (any strides; paged rows from per-page 64-bit offsets a pre-kernel writes). Warpgroups 1
