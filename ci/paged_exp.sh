@@ -2,7 +2,7 @@
 # Paged against contiguous KV in the kernel harness (ci/sm90_exp.cu, EXP_PAGE): builds the switches of
 # KVINFER_EXPS once, then runs each on EXP_RUNS with contiguous KV, paged TMA and paged cp.async.
 cd "$(dirname "$0")/.."
-KVINFER_EXPS=${KVINFER_EXPS:-BASE} EXP_RUNS="0 0" bash ci/sm90_exp.sh > /dev/null 2>&1
+KVINFER_EXPS=${KVINFER_EXPS:-BASE} EXP_BUILD_ONLY=1 bash ci/sm90_exp.sh || exit 1
 IFS=';' read -ra RUNS <<< "${EXP_RUNS:-8192 0 32 128;8192 1 32 128}"
 for v in ${KVINFER_EXPS:-BASE}; do
   echo "== $v"
