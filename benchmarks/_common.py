@@ -27,6 +27,21 @@ def calibrate_sleep():
         _cycles_per_us = 0.0
 
 
+def host_us(fn, reps, warmup=5):
+    """Median host time of one fn() call in microseconds (e.g. plan(), which must not wait for the GPU);
+    the device is synchronised before and after, not between calls."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e6)
+    torch.cuda.synchronize()
+    return statistics.median(samples)
+
+
 def time_us(fn, reps, sets=((),)):
     """Median per-call device time: each sample times BATCH back-to-back calls with CUDA events
     (consecutive calls rotate argument sets so small problems are not served from L2). A spin kernel

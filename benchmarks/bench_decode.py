@@ -13,7 +13,6 @@ import argparse
 import datetime
 import json
 import math
-import statistics
 import sys
 import time
 import warnings
@@ -22,8 +21,8 @@ import numpy as np
 import torch
 
 import kvinfer
-from _common import (BATCH, WARMUP, calibrate_sleep, copy_gbps, fmt, free_memory, lookup, print_notes, short,
-                     skip_without_gpu, time_us)
+from _common import (BATCH, WARMUP, calibrate_sleep, copy_gbps, fmt, free_memory, host_us, lookup, print_notes,
+                     short, skip_without_gpu, time_us)
 
 PAGE_SIZE, HQ, HKV, HEAD_DIM = 16, 32, 8, 128
 DTYPE = torch.bfloat16
@@ -80,18 +79,8 @@ def bench_kvinfer(batch, kv_len, nsets, reps, row):
 
     row["kvinfer_us"] = time_us(lambda w, q, idx: w.run(q, cache), reps, sets)
 
-    def plan():
-        w.plan(indptr, idx, last, HQ, HKV, HEAD_DIM, PAGE_SIZE, q_data_type=DTYPE)
-    for _ in range(5):
-        plan()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(PLAN_REPS):
-        t0 = time.perf_counter()
-        plan()
-        samples.append((time.perf_counter() - t0) * 1e6)
-    torch.cuda.synchronize()
-    row["plan_us"] = statistics.median(samples)
+    row["plan_us"] = host_us(lambda: w.plan(indptr, idx, last, HQ, HKV, HEAD_DIM, PAGE_SIZE, q_data_type=DTYPE),
+                             PLAN_REPS)
     p = w.plan_info
     row.update(num_work=int(p.num_work), num_partials=int(p.num_partials), chunk_tokens=int(p.chunk_tokens),
                tile_rows=int(p.tile_rows))

@@ -2,8 +2,8 @@
 upload, stream lookup, backend resolution), 256 requests of KV 2048 and 32768 (more work items: split
 requests), page 16, bf16, 32/8 heads, D 128. Medians of 2000 calls, microseconds. Run on the GPU
 machine (the upload needs a device)."""
-import statistics
-import time
+import os
+import sys
 
 import numpy as np
 import torch
@@ -13,20 +13,14 @@ from kvinfer import _C
 from kvinfer._arrays import Call
 from kvinfer.attention import _launch_choice, _target_ctas
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+from _common import host_us  # noqa: E402
+
 B, PS, HQ, HKV, D = 256, 16, 32, 8, 128
 
 
-def median_us(fn, n=2000):
-    for _ in range(100):
-        fn()
-    torch.cuda.synchronize()
-    s = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        s.append((time.perf_counter() - t0) * 1e6)
-    torch.cuda.synchronize()
-    return statistics.median(s)
+def median_us(fn):
+    return host_us(fn, 2000, warmup=100)
 
 
 def profile(KV):

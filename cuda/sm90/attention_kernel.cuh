@@ -122,6 +122,14 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     constexpr int kRowStep = 128 / C::kChunks;  // rows covered per pass of the 128 threads
     const int lr0 = tid / C::kChunks, lc0 = tid % C::kChunks;
     const bool paged = p.page_size > 0;
+    // Paged TMA: box b = (page b / (D / 64), columns b % (D / 64)) of a full tile is issued by lane
+    // b / 4 of producer warp b % 4, with its page id. (One warp issuing all of a tile's boxes took
+    // about 1,400 cycles per operand, each box's coordinates passing through uniform registers one
+    // lane at a time; the consumers waited on it: 0.73x of the contiguous speed, 0.94x spread.)
+    static_assert((kN / 8) * (D / 64) <= 128, "one paged box per producer thread");
+    const int box = tid / 32 + 4 * (tid % 32);
+    const int box_rows = paged ? min(p.page_size, kN) : kN;
+    const bool box_issuer = paged && box < (kN / box_rows) * (D / 64);
     const int num_items = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
     const int num_jobs = num_items * p.num_kv_heads;
     // Plans keep the head section in the workspace header (a CUDA graph replays the current plan's).
@@ -199,16 +207,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 
       const T* k_head = static_cast<const T*>(p.k) + int64_t(kvh) * p.k_stride_h + lc0 * 8;
       const T* v_head = static_cast<const T*>(p.v) + int64_t(kvh) * p.v_stride_h + lc0 * 8;
-      // Paged TMA: box b = (page b / (D / 64), columns b % (D / 64)) of a full tile is issued by lane
-      // b / 4 of producer warp b % 4, with its page id. (One warp issuing all of a tile's boxes took
-      // about 1,400 cycles per operand, each box's coordinates passing through uniform registers one
-      // lane at a time; the consumers waited on it: 0.73x of the contiguous speed, 0.94x spread.)
-      const int box = tid / 32 + 4 * (tid % 32);
-      static_assert((kN / 8) * (D / 64) <= 128, "one paged box per producer thread");
-      auto box_page_id = [&](int tbase) {
-        const int box_rows = min(p.page_size, kN), pages = kN / box_rows;
-        return box < pages * (D / 64) ? __ldg(p.kv_indices + job.kv_base + tbase / p.page_size + box / (D / 64)) : 0;
-      };
       for (int t = 0; t < r.num_tiles; ++t, ++it) {
         const int st = it % kStages;
         const uint32_t ph = ((it / kStages) & 1) ^ 1;
@@ -221,7 +219,8 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         // (a box would read the next request's tokens, and 0 x NaN there would poison O).
         const bool tma = p.use_tma && tbase + kN <= r.kv_hi;  // paged: use_tma only for page sizes that tile kN
         // Paged: the page id is loaded before the stage waits, so its latency hides behind them.
-        const int box_id = tma && paged ? box_page_id(tbase) : 0;
+        const int box_id =
+            tma && box_issuer ? __ldg(p.kv_indices + job.kv_base + tbase / p.page_size + box / (D / 64)) : 0;
 #pragma unroll
         for (int kv = 0; kv < 2; ++kv) {
           mbar_wait(kv ? v_empty(st) : k_empty(st), ph);
@@ -246,10 +245,10 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
               // box may complete before that (the transaction count goes negative meanwhile), but the
               // phase cannot: it waits for all 128 arrivals. Page ids outside the cache are
               // out-of-bounds boxes: zero-filled, never read (the pre-kernel flagged the request).
-              const int box_rows = min(p.page_size, kN), slot0 = tbase % p.page_size, cb = box % (D / 64);
-              if (box < (kN / box_rows) * (D / 64))
+              const int cb = box % (D / 64);
+              if (box_issuer)
                 cute::SM90_TMA_LOAD_4D::copy(map, mbar, kHint, dst + cb * kN * 128 + (box / (D / 64)) * box_rows * 128,
-                                             cb * 64, kvh, slot0, box_id);
+                                             cb * 64, kvh, tbase % p.page_size, box_id);
               if (tid == 0) {
                 mbar_arrive_expect_tx(full, C::kTileKV);
               } else {
