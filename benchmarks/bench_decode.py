@@ -212,8 +212,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=10, help="timed batches per case (median taken)")
     parser.add_argument("--quick", action="store_true", help=f"only {QUICK} (batch, KV length)")
+    parser.add_argument("--shapes", metavar="BxL,...", help="only these (batch x KV length), e.g. 16x2048,1x32768")
     parser.add_argument("--json", metavar="PATH", help="also write results here")
     args = parser.parse_args()
+    if args.shapes:
+        try:
+            shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+        except ValueError:
+            parser.error(f"--shapes: expected BATCHxKVLEN[,...], got {args.shapes!r}")
 
     if skip_without_gpu(args.json, "decode"):
         return 0
@@ -222,7 +228,7 @@ def main():
     gpu = torch.cuda.get_device_name()
     copy_bw = copy_gbps(args.reps) / 1e3
     spec_bw = lookup(SPEC_HBM_TBPS, gpu)
-    configs = QUICK if args.quick else [(b, n) for b in BATCHES for n in KV_LENS]
+    configs = shapes if args.shapes else QUICK if args.quick else [(b, n) for b in BATCHES for n in KV_LENS]
     t_start = time.perf_counter()
     rows = [bench_config(b, n, args.reps, copy_bw, spec_bw) for b, n in configs]
     wall = time.perf_counter() - t_start

@@ -19,23 +19,8 @@ using cuda::Vec;
 
 constexpr int kThreads = 256;
 
-template <bool kPair>
-__device__ __forceinline__ float lse_at(const MergeParams& p, int64_t q, int64_t h, int i) {
-  const int src = kPair ? i : 0;
-  const int64_t st = kPair ? 0 : i;
-  return p.s_in[src][q * p.s_in_stride[src][0] + st * p.s_in_stride[src][1] + h * p.s_in_stride[src][2]];
-}
-
-template <typename T, bool kPair>
-__device__ __forceinline__ const T* row_at(const MergeParams& p, int64_t q, int64_t h, int i) {
-  const int src = kPair ? i : 0;
-  const int64_t st = kPair ? 0 : i;
-  return static_cast<const T*>(p.v_in[src]) + q * p.v_in_stride[src][0] + st * p.v_in_stride[src][1] +
-         h * p.v_in_stride[src][2];
-}
-
 template <typename T, int kVec, bool kPair>
-__global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constant__ MergeParams p) {
+__global__ void __launch_bounds__(kThreads) merge_kernel(const __grid_constant__ MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= p.seq * p.heads) return;
   const int64_t q = row / p.heads, h = row - q * p.heads;
@@ -53,6 +38,18 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
     if (hi == lo && p.skip_empty) return;  // written directly by the attention kernel
     origin = lo, n = int(hi - lo);
   }
+  // State i of this row: values at byte v0 + i * v_step, LSE at s0 + i * s_step (the pair form's two
+  // inputs are separate arrays: there the step is the distance between their rows, in bytes).
+  const char* v0 = static_cast<const char*>(p.v_in[0]) +
+                   (origin * p.v_in_stride[0][0] + h * p.v_in_stride[0][2]) * int64_t(sizeof(T));
+  const char* s0 = reinterpret_cast<const char*>(p.s_in[0] + origin * p.s_in_stride[0][0] + h * p.s_in_stride[0][2]);
+  int64_t v_step = p.v_in_stride[0][1] * int64_t(sizeof(T)), s_step = p.s_in_stride[0][1] * int64_t(sizeof(float));
+  if constexpr (kPair) {
+    v_step = static_cast<const char*>(p.v_in[1]) + (q * p.v_in_stride[1][0] + h * p.v_in_stride[1][2]) * int64_t(sizeof(T)) - v0;
+    s_step = reinterpret_cast<const char*>(p.s_in[1] + q * p.s_in_stride[1][0] + h * p.s_in_stride[1][2]) - s0;
+  }
+  // The unvectorised path (unaligned inputs) walks d with each input's own stride.
+  const int64_t d_step0 = p.v_in_stride[0][3], d_step1 = p.v_in_stride[kPair ? 1 : 0][3];
 
   float m = -INFINITY, sum = 0.f;
   bool poison = false;  // a NaN LSE (a state computed from bad input, e.g. a corrupt page id) poisons the row
@@ -65,12 +62,12 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
     m = -INFINITY, sum = 0.f;
 #pragma unroll 4
     for (int i = 0; i < n; ++i) {
-      const float s_i = lse_at<kPair>(p, origin, h, i);
+      const float s_i = *reinterpret_cast<const float*>(s0 + i * s_step);
       poison |= s_i != s_i;
-      const T* src = row_at<T, kPair>(p, origin, h, i);
+      const T* src = reinterpret_cast<const T*>(v0 + i * v_step);
       Vec<T, kVec> x;
       if constexpr (kVec > 1) x.load(src + d);
-      else x.v[0] = src[d * p.v_in_stride[kPair ? i : 0][3]];
+      else x.v[0] = src[d * (i == 0 ? d_step0 : d_step1)];
       const float m_new = fmaxf(m, s_i);
       // -inf states get weight 0 and their values (possibly garbage, even NaN) are never used;
       // while every state so far is -inf, acc and sum are 0 and need no rescaling.
