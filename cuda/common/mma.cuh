@@ -21,6 +21,10 @@ __device__ __forceinline__ void cp_async_16(uint32_t saddr, const void* gmem, bo
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
   cp_async_16(smem_addr(smem), gmem, valid);
 }
+// 4-byte global -> shared copy (through L1: cp.async.cg takes 16 bytes only).
+__device__ __forceinline__ void cp_async_4(void* smem, const void* gmem) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_addr(smem)), "l"(gmem));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending)); }

@@ -7,6 +7,7 @@
 #pragma once
 #include <cmath>
 
+#include "common/mma.cuh"
 #include "common/types.cuh"
 #include "common/vec.cuh"
 #include "launch.h"
@@ -16,11 +17,15 @@ namespace kvinfer::detail {
 namespace merge_impl {
 
 using cuda::Vec;
+using cuda::cp_async_16;
+using cuda::cp_async_4;
+using cuda::cp_async_commit;
+using cuda::cp_async_wait;
 
 constexpr int kThreads = 256;
 
 template <typename T, int kVec, bool kPair>
-__global__ void __launch_bounds__(kThreads) merge_kernel(const __grid_constant__ MergeParams p) {
+__global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constant__ MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= p.seq * p.heads) return;
   const int64_t q = row / p.heads, h = row - q * p.heads;
@@ -60,26 +65,63 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(const __grid_constant__
 #pragma unroll
     for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
     m = -INFINITY, sum = 0.f;
-#pragma unroll 4
-    for (int i = 0; i < n; ++i) {
-      const float s_i = *reinterpret_cast<const float*>(s0 + i * s_step);
-      poison |= s_i != s_i;
-      const T* src = reinterpret_cast<const T*>(v0 + i * v_step);
-      Vec<T, kVec> x;
-      if constexpr (kVec > 1) x.load(src + d);
-      else x.v[0] = src[d * (i == 0 ? d_step0 : d_step1)];
-      const float m_new = fmaxf(m, s_i);
-      // -inf states get weight 0 and their values (possibly garbage, even NaN) are never used;
-      // while every state so far is -inf, acc and sum are 0 and need no rescaling.
+    // Fold k states into (m, sum, acc): one rescale of the running state per group, to the group's max.
+    // -inf states get weight 0 and their values (possibly garbage, even NaN) are never used; while
+    // every state so far is -inf, acc and sum are 0 and need no rescaling.
+    auto fold = [&](const float* sg, const Vec<T, kVec>* xg, int k) {
+      float m_new = m;
+      for (int e = 0; e < k; ++e) poison |= sg[e] != sg[e], m_new = fmaxf(m_new, sg[e]);
       const float scale = m_new == -INFINITY ? 1.f : exp2f(m - m_new);
-      const float w = s_i == -INFINITY ? 0.f : exp2f(s_i - m_new);
+      sum *= scale;
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        const float a = acc[j] * scale;
-        acc[j] = w > 0.f ? fmaf(w, cuda::to_float(x.v[j]), a) : a;
+      for (int j = 0; j < kVec; ++j) acc[j] *= scale;
+      for (int e = 0; e < k; ++e) {
+        const float w = sg[e] == -INFINITY ? 0.f : exp2f(sg[e] - m_new);
+        sum += w;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) acc[j] = w > 0.f ? fmaf(w, cuda::to_float(xg[e].v[j]), acc[j]) : acc[j];
       }
-      sum = sum * scale + w;
       m = m_new;
+    };
+    // Groups of kGroup states. ptxas schedules a group's value loads after its LSE loads have
+    // returned (to save registers), which serialises two memory round trips; so the vector path
+    // copies LSEs and values with cp.async into this thread's own shared slots, one wait for all.
+    constexpr int kGroup = kPair ? 2 : 4;
+    constexpr int kSlots = kVec > 1 ? kThreads : 1;
+    __shared__ Vec<T, kVec> stage[kGroup][kSlots];
+    __shared__ float stage_lse[kGroup][kSlots];
+    const int slot = threadIdx.y * blockDim.x + threadIdx.x;
+    auto src_of = [&](int i) { return reinterpret_cast<const T*>(v0 + i * v_step) + d; };
+    auto lse_of = [&](int i) { return *reinterpret_cast<const float*>(s0 + i * s_step); };
+    int i = 0;
+    for (; i + kGroup <= n; i += kGroup) {
+      float sg[kGroup];
+      Vec<T, kVec> xg[kGroup];
+      if constexpr (kVec > 1) {
+#pragma unroll
+        for (int k = 0; k < kGroup; ++k) {
+          cp_async_16(&stage[k][slot], src_of(i + k), true);
+          cp_async_4(&stage_lse[k][slot], s0 + (i + k) * s_step);
+        }
+        cp_async_commit();
+        cp_async_wait<0>();  // this thread's own copies: no barrier needed
+#pragma unroll
+        for (int k = 0; k < kGroup; ++k) xg[k] = stage[k][slot], sg[k] = stage_lse[k][slot];
+      } else {
+#pragma unroll
+        for (int k = 0; k < kGroup; ++k) {
+          sg[k] = lse_of(i + k);
+          xg[k].v[0] = reinterpret_cast<const T*>(v0 + (i + k) * v_step)[d * (i + k == 0 ? d_step0 : d_step1)];
+        }
+      }
+      fold(sg, xg, kGroup);
+    }
+    for (; i < n; ++i) {  // the tail (merge_states with n % 4 != 0)
+      const float s_i = lse_of(i);
+      Vec<T, kVec> x;
+      if constexpr (kVec > 1) x.load(src_of(i));
+      else x.v[0] = reinterpret_cast<const T*>(v0 + i * v_step)[d * d_step1];
+      fold(&s_i, &x, 1);
     }
     const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
     Vec<T, kVec> y;

@@ -63,7 +63,10 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
 
   const int tid = threadIdx.x, lane = tid & 31;
   const int wq = (tid >> 5) % C::kWarpsQ, wk = (tid >> 5) / C::kWarpsQ;  // this warp's row and KV slots
-  const int kvh = blockIdx.y;
+  // A flat grid with the KV head fastest: the heads of one work item run side by side, so a paged
+  // NHD cache's pages (all heads of a token adjacent) are read from DRAM in one short window.
+  const int kvh = int(blockIdx.x % unsigned(p.num_kv_heads));
+  const int work0 = int(blockIdx.x / unsigned(p.num_kv_heads)), work_step = int(gridDim.x / unsigned(p.num_kv_heads));
   const int group = p.group;
   const int num_work = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
   const float log2e = 1.4426950408889634f;
@@ -81,7 +84,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
   const int lr0 = tid / C::kChunks;
   const int lc0 = tid % C::kChunks;
 
-  for (int w = blockIdx.x; w < num_work; w += gridDim.x) {
+  for (int w = work0; w < num_work; w += work_step) {
     Job job;
     load_job(p, w, job);
     const int packed_rows = job.qo_len * group;

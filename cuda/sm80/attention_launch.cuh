@@ -1,4 +1,5 @@
-// Launcher of the FA2-class attention kernel: grid (work CTAs, kv heads), dynamic shared memory.
+// Launcher of the FA2-class attention kernel: a flat grid of grid_x x kv heads CTAs (head fastest),
+// dynamic shared memory.
 #pragma once
 #include "common/types.cuh"
 #include "sm80/attention_kernel.cuh"
@@ -14,7 +15,9 @@ cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream) {
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
   if (err != cudaSuccess) return err;
   if (p.grid_x <= 0 || p.num_kv_heads <= 0) return cudaSuccess;
-  kernel<<<dim3(p.grid_x, p.num_kv_heads), C::kThreads, C::kSmemBytes, stream>>>(p);
+  const int64_t ctas = int64_t(p.grid_x) * p.num_kv_heads;
+  if (ctas > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  kernel<<<unsigned(ctas), C::kThreads, C::kSmemBytes, stream>>>(p);
   return cudaGetLastError();
 }
 
