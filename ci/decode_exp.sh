@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Decode-tile experiment: build the package with the D 128 decode tile's pipeline depth patched to
-# each of DECODE_STAGES (default "2 3 4"), each into its own site dir, and run bench_decode on
-# DECODE_SHAPES with each. Only D 128 bf16 instances are built. Usage: ci/decode_exp.sh OUT_DIR
+# Decode-tile experiment: build the package with the D 128 decode tile's shape patched to each of
+# DECODE_VARIANTS (default "64:4:2 64:4:3"; each KV tile rows:KV warps:stages), each into its own
+# site dir, and run bench_decode on DECODE_SHAPES with each. Only D 128 bf16 instances are built.
+# Usage: ci/decode_exp.sh OUT_DIR
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=$(mkdir -p "${1:-ci-out}" && cd "${1:-ci-out}" && pwd)
@@ -11,15 +12,20 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/kvinfer-deps .whl/*.whl || exit 1
 kernel=cuda/sm80/attention_kernel.cuh
 cp $kernel /tmp/decode_exp_kernel.orig
-for s in ${DECODE_STAGES:-2 3 4}; do
-  sed -i "s/kStages = kDecode ? (D == 64 ? 4 : [0-9]*) : 2;/kStages = kDecode ? (D == 64 ? 4 : $s) : 2;/" $kernel
-  grep -q "D == 64 ? 4 : $s)" $kernel || { echo "patch failed"; exit 1; }
-  site=/tmp/decode_exp_s$s
+for v in ${DECODE_VARIANTS:-64:4:2 64:4:3}; do
+  IFS=: read -r kv warps stages <<< "$v"
+  cp /tmp/decode_exp_kernel.orig $kernel
+  sed -i -e "s/kWarpsKV = kDecode ? [0-9]* : 1;/kWarpsKV = kDecode ? $warps : 1;/" \
+         -e "s/kKV = kDecode ? [0-9]* :/kKV = kDecode ? (D == 128 ? $kv : 64) :/" \
+         -e "s/kStages = kDecode ? (D == 64 ? 4 : [0-9]*) : 2;/kStages = kDecode ? (D == 64 ? 4 : $stages) : 2;/" $kernel
+  grep -q "D == 128 ? $kv : 64" $kernel && grep -q "kDecode ? $warps : 1" $kernel && grep -q "D == 64 ? 4 : $stages)" $kernel \
+    || { echo "patch failed"; cp /tmp/decode_exp_kernel.orig $kernel; exit 1; }
+  site=/tmp/decode_exp_$kv-$warps-$stages
   start=$(date +%s)
   PYTHONPATH=/tmp/kvinfer-deps python3 -m pip install -q --no-build-isolation --no-deps --target $site . \
-    > "$OUT_DIR/build_s$s.log" 2>&1 || { tail -30 "$OUT_DIR/build_s$s.log"; cp /tmp/decode_exp_kernel.orig $kernel; exit 1; }
-  echo "== stages $s (build $(( $(date +%s) - start )) s)"
-  PYTHONPATH=$site python3 benchmarks/bench_decode.py --shapes "$SHAPES" --json "$OUT_DIR/decode_s$s.json" 2>&1 \
-    | grep -E "^\| [0-9]" | cut -d'|' -f2,3,5,11,12,16
-  cp /tmp/decode_exp_kernel.orig $kernel
+    > "$OUT_DIR/build_$kv-$warps-$stages.log" 2>&1 || { tail -30 "$OUT_DIR/build_$kv-$warps-$stages.log"; cp /tmp/decode_exp_kernel.orig $kernel; exit 1; }
+  echo "== KV tile $kv, $warps KV warps, $stages stages (build $(( $(date +%s) - start )) s)"
+  PYTHONPATH=$site python3 benchmarks/bench_decode.py --shapes "$SHAPES" --json "$OUT_DIR/decode_$kv-$warps-$stages.json" 2>&1 \
+    | grep -E "^\| [0-9]|Error|error" | cut -d'|' -f2,3,5,11,12,16
 done
+cp /tmp/decode_exp_kernel.orig $kernel
