@@ -24,10 +24,8 @@ using cuda::cp_async_wait;
 
 constexpr int kThreads = 256;
 
-// The pair form is held to 40 registers (6 CTAs per SM): at 48 (5 CTAs) it read 75-79% of copy
-// bandwidth against 83-88% (H200, 2026-11-21).
 template <typename T, int kVec, bool kPair, bool kStaged>
-__global__ void __launch_bounds__(kThreads, kPair ? 6 : 1) merge_kernel(const __grid_constant__ MergeParams p) {
+__global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constant__ MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= p.seq * p.heads) return;
   const int64_t q = row / p.heads, h = row - q * p.heads;
@@ -98,6 +96,10 @@ __global__ void __launch_bounds__(kThreads, kPair ? 6 : 1) merge_kernel(const __
     const int slot = threadIdx.y * blockDim.x + threadIdx.x;
     auto src_of = [&](int i) { return reinterpret_cast<const T*>(v0 + i * v_step) + d; };
     auto lse_of = [&](int i) { return *reinterpret_cast<const float*>(s0 + i * s_step); };
+    auto load = [&](int i, Vec<T, kVec>& x) {
+      if constexpr (kVec > 1) x.load(src_of(i));
+      else x.v[0] = reinterpret_cast<const T*>(v0 + i * v_step)[d * (i == 0 ? d_step0 : d_step1)];
+    };
     int i = 0;
     for (; i + kGroup <= n; i += kGroup) {
       float sg[kGroup];
@@ -116,8 +118,7 @@ __global__ void __launch_bounds__(kThreads, kPair ? 6 : 1) merge_kernel(const __
 #pragma unroll
         for (int k = 0; k < kGroup; ++k) {
           sg[k] = lse_of(i + k);
-          if constexpr (kVec > 1) xg[k].load(src_of(i + k));
-          else xg[k].v[0] = reinterpret_cast<const T*>(v0 + (i + k) * v_step)[d * (i + k == 0 ? d_step0 : d_step1)];
+          load(i + k, xg[k]);
         }
       }
       // The staged form folds a group at once (one rescale); the plain form state by state.
@@ -131,8 +132,7 @@ __global__ void __launch_bounds__(kThreads, kPair ? 6 : 1) merge_kernel(const __
     for (; i < n; ++i) {  // the tail (merge_states with n % 4 != 0)
       const float s_i = lse_of(i);
       Vec<T, kVec> x;
-      if constexpr (kVec > 1) x.load(src_of(i));
-      else x.v[0] = reinterpret_cast<const T*>(v0 + i * v_step)[d * d_step1];
+      load(i, x);
       fold(&s_i, &x, 1);
     }
     const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
