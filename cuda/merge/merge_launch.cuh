@@ -24,8 +24,11 @@ using cuda::cp_async_wait;
 
 constexpr int kThreads = 256;
 
+// The pair form is held to 40 registers (6 CTAs per SM, a few bytes of spill): 74-83% of copy
+// bandwidth against 72-76% at its natural 48 (H200, 2026-11-21); still short of the 83-88% it read
+// before this session's rewrite of the kernel, cause not found yet.
 template <typename T, int kVec, bool kPair, bool kStaged>
-__global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constant__ MergeParams p) {
+__global__ void __launch_bounds__(kThreads, kPair ? 6 : 1) merge_kernel(const __grid_constant__ MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= p.seq * p.heads) return;
   const int64_t q = row / p.heads, h = row - q * p.heads;
