@@ -24,19 +24,64 @@ using cuda::cp_async_wait;
 
 constexpr int kThreads = 256;
 
-// The pair form is held to 40 registers (6 CTAs per SM, a few bytes of spill): 74-83% of copy
-// bandwidth against 72-76% at its natural 48 (H200, 2026-11-21); still short of the 83-88% it read
-// before this session's rewrite of the kernel, cause not found yet.
-template <typename T, int kVec, bool kPair, bool kStaged>
-__global__ void __launch_bounds__(kThreads, kPair ? 6 : 1) merge_kernel(const __grid_constant__ MergeParams p) {
+// The pair form (merge_state): two inputs, so the weights are known once both LSEs are in; no
+// running state. A kernel of its own keeps it at a few registers with all four loads of a thread
+// issued back to back (the general kernel's online fold cost it 10-15% of bandwidth).
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kThreads) merge_pair_kernel(const __grid_constant__ MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= p.seq * p.heads) return;
   const int64_t q = row / p.heads, h = row - q * p.heads;
   if (p.mask && !p.mask[q * p.mask_stride]) return;
   T* out = static_cast<T*>(p.v_out) + q * p.v_out_stride[0] + h * p.v_out_stride[1];
-  int n = kPair ? 2 : int(p.num_states);
+  const T* a = static_cast<const T*>(p.v_in[0]) + q * p.v_in_stride[0][0] + h * p.v_in_stride[0][2];
+  const T* b = static_cast<const T*>(p.v_in[1]) + q * p.v_in_stride[1][0] + h * p.v_in_stride[1][2];
+  const float* lse_a = p.s_in[0] + q * p.s_in_stride[0][0] + h * p.s_in_stride[0][2];
+  const float* lse_b = p.s_in[1] + q * p.s_in_stride[1][0] + h * p.s_in_stride[1][2];
+  float m = -INFINITY, sum = 0.f;
+  bool poison = false;
+  for (int64_t d = int64_t(threadIdx.x) * kVec; d < p.head_dim; d += int64_t(blockDim.x) * kVec) {
+    // LSEs and values loaded together (the LSEs again per chunk, from L1): loading the LSEs first and
+    // computing the weights before the value loads made ptxas wait for them, two round trips.
+    const float sa = *lse_a, sb = *lse_b;
+    Vec<T, kVec> xa, xb, y;
+    if constexpr (kVec > 1) {
+      xa.load(a + d), xb.load(b + d);
+    } else {
+      xa.v[0] = a[d * p.v_in_stride[0][3]], xb.v[0] = b[d * p.v_in_stride[1][3]];
+    }
+    // -inf states get weight 0 and their values (possibly garbage, even NaN) never reach the sum; a
+    // NaN LSE (a state computed from bad input) poisons the row.
+    poison = sa != sa || sb != sb;
+    m = fmaxf(sa, sb);
+    const float wa = sa == -INFINITY ? 0.f : exp2f(sa - m), wb = sb == -INFINITY ? 0.f : exp2f(sb - m);
+    sum = wa + wb;
+    const float inv_sum = sum > 0.f ? 1.f / sum : 0.f, ka = wa * inv_sum, kb = wb * inv_sum;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      const float va = wa > 0.f ? ka * cuda::to_float(xa.v[j]) : 0.f;
+      const float vb = wb > 0.f ? kb * cuda::to_float(xb.v[j]) : 0.f;
+      y.v[j] = cuda::from_float<T>(poison ? NAN : va + vb);
+    }
+    if constexpr (kVec > 1) y.store(out + d);
+    else out[d * p.v_out_stride[2]] = y.v[0];
+  }
+  // threadIdx.x == 0 always ran the loop once.
+  if (p.s_out && threadIdx.x == 0)
+    p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = poison ? NAN : m == -INFINITY ? -INFINITY : m + log2f(sum);
+}
+
+// The general form (merge_states, dense or ragged): n states folded with online rescaling.
+template <typename T, int kVec, bool kStaged>
+__global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constant__ MergeParams p) {
+  const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  if (row >= p.seq * p.heads) return;
+  const int64_t q = row / p.heads, h = row - q * p.heads;
+  if (p.mask && !p.mask[q * p.mask_stride]) return;
+  T* out = static_cast<T*>(p.v_out) + q * p.v_out_stride[0] + h * p.v_out_stride[1];
+  int n = int(p.num_states);
   int64_t origin = q;  // index along the inputs' seq axis where this row's states start
-  if (!kPair && p.state_indptr) {
+  if (p.state_indptr) {
     const int64_t lo = p.state_indptr[q], hi = p.state_indptr[q + 1];
     if (lo < 0 || hi < lo || hi > p.num_partials) {  // corrupt indices: make it visible, never read out of range
       for (int64_t d = threadIdx.x; d < p.head_dim; d += blockDim.x) out[d * p.v_out_stride[2]] = cuda::from_float<T>(NAN);
@@ -46,18 +91,12 @@ __global__ void __launch_bounds__(kThreads, kPair ? 6 : 1) merge_kernel(const __
     if (hi == lo && p.skip_empty) return;  // written directly by the attention kernel
     origin = lo, n = int(hi - lo);
   }
-  // State i of this row: values at byte v0 + i * v_step, LSE at s0 + i * s_step (the pair form's two
-  // inputs are separate arrays: there the step is the distance between their rows, in bytes).
+  // State i of this row: values at byte v0 + i * v_step, LSE at s0 + i * s_step.
   const char* v0 = static_cast<const char*>(p.v_in[0]) +
                    (origin * p.v_in_stride[0][0] + h * p.v_in_stride[0][2]) * int64_t(sizeof(T));
   const char* s0 = reinterpret_cast<const char*>(p.s_in[0] + origin * p.s_in_stride[0][0] + h * p.s_in_stride[0][2]);
-  int64_t v_step = p.v_in_stride[0][1] * int64_t(sizeof(T)), s_step = p.s_in_stride[0][1] * int64_t(sizeof(float));
-  if constexpr (kPair) {
-    v_step = static_cast<const char*>(p.v_in[1]) + (q * p.v_in_stride[1][0] + h * p.v_in_stride[1][2]) * int64_t(sizeof(T)) - v0;
-    s_step = reinterpret_cast<const char*>(p.s_in[1] + q * p.s_in_stride[1][0] + h * p.s_in_stride[1][2]) - s0;
-  }
-  // The unvectorised path (unaligned inputs) walks d with each input's own stride.
-  const int64_t d_step0 = p.v_in_stride[0][3], d_step1 = p.v_in_stride[kPair ? 1 : 0][3];
+  const int64_t v_step = p.v_in_stride[0][1] * int64_t(sizeof(T)), s_step = p.s_in_stride[0][1] * int64_t(sizeof(float));
+  const int64_t d_step = p.v_in_stride[0][3];  // the unvectorised path (unaligned inputs)
 
   float m = -INFINITY, sum = 0.f;
   bool poison = false;  // a NaN LSE (a state computed from bad input, e.g. a corrupt page id) poisons the row
@@ -90,9 +129,8 @@ __global__ void __launch_bounds__(kThreads, kPair ? 6 : 1) merge_kernel(const __
     // returned (to save registers), which serialises two memory round trips; the staged form copies
     // LSEs and values with cp.async into this thread's own shared slots, one wait for all. Measured
     // (H200, 2026-11-21): staged is faster for merge_states with 8-16 threads per row (84-89% of copy
-    // bandwidth against 72%), slower for the pair form and with 32 threads per row (so launch() caps
-    // the staged form at 16).
-    constexpr int kGroup = kPair ? 2 : 4;
+    // bandwidth against 72%), slower with 32 threads per row (so launch() caps the staged form at 16).
+    constexpr int kGroup = 4;
     constexpr int kSlots = kStaged ? kThreads : 1;
     __shared__ Vec<T, kVec> stage[kGroup][kSlots];
     __shared__ float stage_lse[kGroup][kSlots];
@@ -101,7 +139,7 @@ __global__ void __launch_bounds__(kThreads, kPair ? 6 : 1) merge_kernel(const __
     auto lse_of = [&](int i) { return *reinterpret_cast<const float*>(s0 + i * s_step); };
     auto load = [&](int i, Vec<T, kVec>& x) {
       if constexpr (kVec > 1) x.load(src_of(i));
-      else x.v[0] = reinterpret_cast<const T*>(v0 + i * v_step)[d * (i == 0 ? d_step0 : d_step1)];
+      else x.v[0] = reinterpret_cast<const T*>(v0 + i * v_step)[d * d_step];
     };
     int i = 0;
     for (; i + kGroup <= n; i += kGroup) {
@@ -162,7 +200,8 @@ cudaError_t launch(const MergeParams& p, cudaStream_t stream) {
   const int64_t rows = p.seq * p.heads;
   const int64_t blocks = (rows + ty - 1) / ty;
   if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  merge_kernel<T, kVec, kPair, kStaged><<<dim3(unsigned(blocks)), dim3(tx, ty), 0, stream>>>(p);
+  if constexpr (kPair) merge_pair_kernel<T, kVec><<<dim3(unsigned(blocks)), dim3(tx, ty), 0, stream>>>(p);
+  else merge_kernel<T, kVec, kStaged><<<dim3(unsigned(blocks)), dim3(tx, ty), 0, stream>>>(p);
   return cudaGetLastError();
 }
 
