@@ -27,8 +27,11 @@ constexpr int kThreads = 256;
 // The pair form (merge_state): two inputs, so the weights are known once both LSEs are in; no
 // running state. A kernel of its own keeps it at a few registers with all four loads of a thread
 // issued back to back (the general kernel's online fold cost it 10-15% of bandwidth).
+#ifndef KVINFER_PAIR_MIN_BLOCKS  // CTAs per SM the pair form's registers must allow (ci/merge_exp.cu varies it)
+#define KVINFER_PAIR_MIN_BLOCKS 1
+#endif
 template <typename T, int kVec>
-__global__ void __launch_bounds__(kThreads) merge_pair_kernel(const __grid_constant__ MergeParams p) {
+__global__ void __launch_bounds__(kThreads, KVINFER_PAIR_MIN_BLOCKS) merge_pair_kernel(const __grid_constant__ MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= p.seq * p.heads) return;
   const int64_t q = row / p.heads, h = row - q * p.heads;
@@ -56,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) merge_pair_kernel(const __grid_const
     m = fmaxf(sa, sb);
     const float wa = sa == -INFINITY ? 0.f : exp2f(sa - m), wb = sb == -INFINITY ? 0.f : exp2f(sb - m);
     sum = wa + wb;
-    const float inv_sum = sum > 0.f ? 1.f / sum : 0.f, ka = wa * inv_sum, kb = wb * inv_sum;
+    const float inv_sum = sum > 0.f ? __frcp_rn(sum) : 0.f, ka = wa * inv_sum, kb = wb * inv_sum;
 #pragma unroll
     for (int j = 0; j < kVec; ++j) {
       const float va = wa > 0.f ? ka * cuda::to_float(xa.v[j]) : 0.f;
@@ -71,7 +74,72 @@ __global__ void __launch_bounds__(kThreads) merge_pair_kernel(const __grid_const
     p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = poison ? NAN : m == -INFINITY ? -INFINITY : m + log2f(sum);
 }
 
-// The general form (merge_states, dense or ragged): n states folded with online rescaling.
+// Running merge state of one row's kVec columns: online rescaling (as in softmax), so each state's
+// LSE and values are loaded independently of the others; no pass over the LSEs first.
+template <typename T, int kVec>
+struct RowState {
+  float m = -INFINITY, sum = 0.f, acc[kVec] = {};
+  bool poison = false;  // a NaN LSE (a state computed from bad input, e.g. a corrupt page id) poisons the row
+
+  // Fold k states: one rescale of the running state per group, to the group's max. -inf states get
+  // weight 0 and their values (possibly garbage, even NaN) are never used; while every state so far
+  // is -inf, acc and sum are 0 and need no rescaling.
+  __device__ __forceinline__ void fold(const float* sg, const Vec<T, kVec>* xg, int k) {
+    float m_new = m;
+    for (int e = 0; e < k; ++e) poison |= sg[e] != sg[e], m_new = fmaxf(m_new, sg[e]);
+    const float scale = m_new == -INFINITY ? 1.f : exp2f(m - m_new);
+    sum *= scale;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) acc[j] *= scale;
+    for (int e = 0; e < k; ++e) {
+      const float w = sg[e] == -INFINITY ? 0.f : exp2f(sg[e] - m_new);
+      sum += w;
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) acc[j] = w > 0.f ? fmaf(w, cuda::to_float(xg[e].v[j]), acc[j]) : acc[j];
+    }
+    m = m_new;
+  }
+  // Fold another running state (same columns, disjoint states).
+  __device__ __forceinline__ void combine(float m2, float sum2, const float* acc2, bool poison2) {
+    const float m_new = fmaxf(m, m2);
+    const float a = m_new == -INFINITY ? 1.f : exp2f(m - m_new), b = m_new == -INFINITY ? 0.f : exp2f(m2 - m_new);
+    sum = sum * a + sum2 * b;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) acc[j] = acc[j] * a + acc2[j] * b;
+    m = m_new, poison |= poison2;
+  }
+  __device__ __forceinline__ void store(const MergeParams& p, T* out, int64_t d, int64_t q, int64_t h, bool lse) const {
+    const float inv_sum = sum > 0.f ? __frcp_rn(sum) : 0.f;
+    Vec<T, kVec> y;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) y.v[j] = cuda::from_float<T>(poison ? NAN : acc[j] * inv_sum);
+    if constexpr (kVec > 1) y.store(out + d);
+    else out[d * p.v_out_stride[2]] = y.v[0];
+    if (lse && p.s_out)
+      p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = poison ? NAN : m == -INFINITY ? -INFINITY : m + log2f(sum);
+  }
+};
+
+// Row q (head h) of merge_states: where its states start along the inputs' seq axis and how many,
+// from state_indptr in the ragged form. False: nothing (more) to do for this row (rows with corrupt
+// indices are written as NaN here: device-resident indices cannot be checked on the host).
+template <typename T>
+__device__ __forceinline__ bool row_states(const MergeParams& p, T* out, int64_t q, int64_t h, int64_t& origin, int& n) {
+  origin = q, n = int(p.num_states);
+  if (!p.state_indptr) return true;
+  const int64_t lo = p.state_indptr[q], hi = p.state_indptr[q + 1];
+  if (lo < 0 || hi < lo || hi > p.num_partials) {  // corrupt indices: make it visible, never read out of range
+    for (int64_t d = threadIdx.x; d < p.head_dim; d += blockDim.x) out[d * p.v_out_stride[2]] = cuda::from_float<T>(NAN);
+    if (p.s_out && threadIdx.x == 0) p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = NAN;
+    return false;
+  }
+  if (hi == lo && p.skip_empty) return false;  // written directly by the attention kernel
+  origin = lo, n = int(hi - lo);
+  return true;
+}
+
+// The general form (merge_states, dense or ragged): blockDim (threads per row, rows per block); a
+// row's threads stride over its head dim, each folding all states of its columns.
 template <typename T, int kVec, bool kStaged>
 __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constant__ MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
@@ -79,18 +147,9 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
   const int64_t q = row / p.heads, h = row - q * p.heads;
   if (p.mask && !p.mask[q * p.mask_stride]) return;
   T* out = static_cast<T*>(p.v_out) + q * p.v_out_stride[0] + h * p.v_out_stride[1];
-  int n = int(p.num_states);
-  int64_t origin = q;  // index along the inputs' seq axis where this row's states start
-  if (p.state_indptr) {
-    const int64_t lo = p.state_indptr[q], hi = p.state_indptr[q + 1];
-    if (lo < 0 || hi < lo || hi > p.num_partials) {  // corrupt indices: make it visible, never read out of range
-      for (int64_t d = threadIdx.x; d < p.head_dim; d += blockDim.x) out[d * p.v_out_stride[2]] = cuda::from_float<T>(NAN);
-      if (p.s_out && threadIdx.x == 0) p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = NAN;
-      return;
-    }
-    if (hi == lo && p.skip_empty) return;  // written directly by the attention kernel
-    origin = lo, n = int(hi - lo);
-  }
+  int64_t origin;
+  int n;
+  if (!row_states(p, out, q, h, origin, n)) return;
   // State i of this row: values at byte v0 + i * v_step, LSE at s0 + i * s_step.
   const char* v0 = static_cast<const char*>(p.v_in[0]) +
                    (origin * p.v_in_stride[0][0] + h * p.v_in_stride[0][2]) * int64_t(sizeof(T));
@@ -98,33 +157,8 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
   const int64_t v_step = p.v_in_stride[0][1] * int64_t(sizeof(T)), s_step = p.s_in_stride[0][1] * int64_t(sizeof(float));
   const int64_t d_step = p.v_in_stride[0][3];  // the unvectorised path (unaligned inputs)
 
-  float m = -INFINITY, sum = 0.f;
-  bool poison = false;  // a NaN LSE (a state computed from bad input, e.g. a corrupt page id) poisons the row
   for (int64_t d = int64_t(threadIdx.x) * kVec; d < p.head_dim; d += int64_t(blockDim.x) * kVec) {
-    // Online rescaling (as in softmax): each state's LSE and values are loaded independently of
-    // the others, so all loads of a thread are in flight at once; no pass over the LSEs first.
-    float acc[kVec];
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
-    m = -INFINITY, sum = 0.f;
-    // Fold k states into (m, sum, acc): one rescale of the running state per group, to the group's max.
-    // -inf states get weight 0 and their values (possibly garbage, even NaN) are never used; while
-    // every state so far is -inf, acc and sum are 0 and need no rescaling.
-    auto fold = [&](const float* sg, const Vec<T, kVec>* xg, int k) {
-      float m_new = m;
-      for (int e = 0; e < k; ++e) poison |= sg[e] != sg[e], m_new = fmaxf(m_new, sg[e]);
-      const float scale = m_new == -INFINITY ? 1.f : exp2f(m - m_new);
-      sum *= scale;
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) acc[j] *= scale;
-      for (int e = 0; e < k; ++e) {
-        const float w = sg[e] == -INFINITY ? 0.f : exp2f(sg[e] - m_new);
-        sum += w;
-#pragma unroll
-        for (int j = 0; j < kVec; ++j) acc[j] = w > 0.f ? fmaf(w, cuda::to_float(xg[e].v[j]), acc[j]) : acc[j];
-      }
-      m = m_new;
-    };
+    RowState<T, kVec> st;
     // Groups of kGroup states. ptxas schedules a group's value loads after its LSE loads have
     // returned (to save registers), which serialises two memory round trips; the staged form copies
     // LSEs and values with cp.async into this thread's own shared slots, one wait for all. Measured
@@ -155,37 +189,84 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
         cp_async_wait<0>();  // this thread's own copies: no barrier needed
 #pragma unroll
         for (int k = 0; k < kGroup; ++k) xg[k] = stage[k][slot], sg[k] = stage_lse[k][slot];
+        st.fold(sg, xg, kGroup);  // a group at once (one rescale)
       } else {
 #pragma unroll
         for (int k = 0; k < kGroup; ++k) {
           sg[k] = lse_of(i + k);
           load(i + k, xg[k]);
         }
-      }
-      // The staged form folds a group at once (one rescale); the plain form state by state.
-      if constexpr (kStaged) {
-        fold(sg, xg, kGroup);
-      } else {
 #pragma unroll
-        for (int k = 0; k < kGroup; ++k) fold(&sg[k], &xg[k], 1);
+        for (int k = 0; k < kGroup; ++k) st.fold(&sg[k], &xg[k], 1);  // state by state
       }
     }
-    for (; i < n; ++i) {  // the tail (merge_states with n % 4 != 0)
+    for (; i < n; ++i) {  // the tail (n % 4 != 0)
       const float s_i = lse_of(i);
       Vec<T, kVec> x;
       load(i, x);
-      fold(&s_i, &x, 1);
+      st.fold(&s_i, &x, 1);
     }
-    const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;
-    Vec<T, kVec> y;
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) y.v[j] = cuda::from_float<T>(poison ? NAN : acc[j] * inv_sum);
-    if constexpr (kVec > 1) y.store(out + d);
-    else out[d * p.v_out_stride[2]] = y.v[0];
+    // Every thread of the row computes the same (m, sum); threadIdx.x == 0 always runs the loop once.
+    st.store(p, out, d, q, h, threadIdx.x == 0);
   }
-  // Every thread of the row computed the same (m, sum); threadIdx.x == 0 always ran the loop once.
-  if (p.s_out && threadIdx.x == 0)
-    p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = poison ? NAN : m == -INFINITY ? -INFINITY : m + log2f(sum);
+}
+
+// The wide form, for few rows with many states each (split-KV of a small batch, e.g. one request's
+// 40+ partials): one row per block, blockDim (threads per row, state lanes). Lane z folds states
+// z, z + lanes, ...; the lanes' states are combined through shared memory. The general form would
+// give such a merge one or two blocks, each thread walking every state (8.7 us for 32 rows x 43
+// states on an H200, 2026-11-21).
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kThreads) merge_wide_kernel(const __grid_constant__ MergeParams p) {
+  const int64_t row = blockIdx.x;
+  const int64_t q = row / p.heads, h = row - q * p.heads;
+  if (p.mask && !p.mask[q * p.mask_stride]) return;  // uniform over the block
+  T* out = static_cast<T*>(p.v_out) + q * p.v_out_stride[0] + h * p.v_out_stride[1];
+  int64_t origin;
+  int n;
+  if (!row_states(p, out, q, h, origin, n)) return;  // uniform over the block
+  const T* v0 = static_cast<const T*>(p.v_in[0]) + origin * p.v_in_stride[0][0] + h * p.v_in_stride[0][2];
+  const float* s0 = p.s_in[0] + origin * p.s_in_stride[0][0] + h * p.s_in_stride[0][2];
+  const int64_t d = int64_t(threadIdx.x) * kVec;  // launch() gives a row enough threads for its head dim
+  const int lanes = blockDim.y, z = threadIdx.y;
+  RowState<T, kVec> st;
+  if (d < p.head_dim) {
+    auto load = [&](int i, float& sg, Vec<T, kVec>& x) {
+      sg = s0[i * p.s_in_stride[0][1]];
+      const T* src = v0 + i * p.v_in_stride[0][1];
+      if constexpr (kVec > 1) x.load(src + d);
+      else x.v[0] = src[d * p.v_in_stride[0][3]];
+    };
+    int i = z;
+    for (; i + lanes < n; i += 2 * lanes) {  // two states per round trip
+      float sg[2];
+      Vec<T, kVec> xg[2];
+      load(i, sg[0], xg[0]), load(i + lanes, sg[1], xg[1]);
+      st.fold(sg, xg, 2);
+    }
+    if (i < n) {
+      float sg;
+      Vec<T, kVec> x;
+      load(i, sg, x);
+      st.fold(&sg, &x, 1);
+    }
+  }
+  __shared__ float s_acc[kThreads][kVec];
+  __shared__ float s_m[kThreads], s_sum[kThreads];
+  __shared__ bool s_poison[kThreads];
+  const int slot = z * blockDim.x + threadIdx.x;
+  if (z > 0) {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) s_acc[slot][j] = st.acc[j];
+    s_m[slot] = st.m, s_sum[slot] = st.sum, s_poison[slot] = st.poison;
+  }
+  __syncthreads();
+  if (z > 0 || d >= p.head_dim) return;
+  for (int k = 1; k < lanes; ++k) {
+    const int o = k * blockDim.x + threadIdx.x;
+    st.combine(s_m[o], s_sum[o], s_acc[o], s_poison[o]);
+  }
+  st.store(p, out, d, q, h, threadIdx.x == 0);
 }
 
 template <typename T, int kVec, bool kPair>
@@ -194,10 +275,19 @@ cudaError_t launch(const MergeParams& p, cudaStream_t stream) {
   // the staged form (vector merge_states) takes at most 16 and loops over wider rows.
   constexpr bool kStaged = !kPair && kVec > 1;
   const int64_t chunks = (p.head_dim + kVec - 1) / kVec;
-  int tx = 1;
-  while (tx < chunks && tx < (kStaged ? 16 : kThreads)) tx *= 2;
-  const int ty = kThreads / tx;
   const int64_t rows = p.seq * p.heads;
+  int tx = 1;
+  while (tx < chunks && tx < kThreads) tx *= 2;
+  // The wide form: a row's threads cover its head dim at most 64 threads wide, at least 8 states per
+  // row on average, and too few rows to give the general form 64 blocks (a quarter of an H100's slots).
+  const int64_t states = p.state_indptr ? (p.seq > 0 ? p.num_partials / p.seq : 0) : p.num_states;
+  if (!kPair && tx <= 64 && chunks <= tx && states >= 8 && rows * tx < 64 * kThreads) {
+    if (rows > 0x7fffffff) return cudaErrorInvalidConfiguration;
+    if (rows > 0) merge_wide_kernel<T, kVec><<<dim3(unsigned(rows)), dim3(tx, kThreads / tx), 0, stream>>>(p);
+    return cudaGetLastError();
+  }
+  if (kStaged) tx = tx < 16 ? tx : 16;
+  const int ty = kThreads / tx;
   const int64_t blocks = (rows + ty - 1) / ty;
   if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
   if constexpr (kPair) merge_pair_kernel<T, kVec><<<dim3(unsigned(blocks)), dim3(tx, ty), 0, stream>>>(p);

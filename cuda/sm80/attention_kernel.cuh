@@ -384,26 +384,49 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
         if (tq == 0) sM[wk * 16 + r] = m[0][h] * scale, sL[wk * 16 + r] = sum;  // log2 units
       }
       __syncthreads();
-      for (int i = tid; i < 16 * D; i += kNT) {
-        const int r = i / D, col = i % D;
-        const int pr = row0 + r;
-        if (pr >= packed_rows) continue;
+      // kTPR threads per row, each owning kVecs 8-column vectors (columns j * 8 + 8 * kTPR * i): the
+      // row's weights are computed once and the output goes out in 16-byte stores.
+      constexpr int kTPR = kNT / 16, kVecs = D / (8 * kTPR);
+      static_assert(kNT % 16 == 0 && D % (8 * kTPR) == 0, "epilogue shape");
+      const int r = tid / kTPR, j = tid % kTPR;
+      const int pr = row0 + r;
+      if (pr < packed_rows) {
         float mx = -INFINITY;
 #pragma unroll
         for (int k = 0; k < C::kWarpsKV; ++k) mx = fmaxf(mx, sM[k * 16 + r]);
         const float mu = mx == -INFINITY ? 0.f : mx;
-        float sum = 0.f, acc = 0.f;
+        float wgt[C::kWarpsKV], sum = 0.f;
 #pragma unroll
-        for (int k = 0; k < C::kWarpsKV; ++k) {
-          const float wgt = fast_exp2(sM[k * 16 + r] - mu);
-          sum += sL[k * 16 + r] * wgt;
-          acc += sO[(k * 16 + r) * D + col] * wgt;
-        }
+        for (int k = 0; k < C::kWarpsKV; ++k) wgt[k] = fast_exp2(sM[k * 16 + r] - mu), sum += sL[k * 16 + r] * wgt[k];
+        const float inv = sum > 0.f ? __frcp_rn(sum) : 0.f;
+#pragma unroll
+        for (int k = 0; k < C::kWarpsKV; ++k) wgt[k] *= inv;
         T* dst;
         float* lse_dst;
         row_dst(pr, dst, lse_dst);
-        dst[col] = from_float<T>((sum > 0.f ? acc / sum : 0.f) + poison);
-        if (lse_dst && col == 0) *lse_dst = (sum > 0.f ? mu + __log2f(sum) : -INFINITY) + poison;
+        const bool vec = (reinterpret_cast<uintptr_t>(dst) & 15) == 0;  // partials always; outputs by stride
+#pragma unroll
+        for (int i = 0; i < kVecs; ++i) {
+          const int col = j * 8 + i * 8 * kTPR;
+          float acc[8] = {};
+#pragma unroll
+          for (int k = 0; k < C::kWarpsKV; ++k) {
+            const float4 x0 = *reinterpret_cast<const float4*>(sO + (k * 16 + r) * D + col);
+            const float4 x1 = *reinterpret_cast<const float4*>(sO + (k * 16 + r) * D + col + 4);
+            acc[0] += x0.x * wgt[k], acc[1] += x0.y * wgt[k], acc[2] += x0.z * wgt[k], acc[3] += x0.w * wgt[k];
+            acc[4] += x1.x * wgt[k], acc[5] += x1.y * wgt[k], acc[6] += x1.z * wgt[k], acc[7] += x1.w * wgt[k];
+          }
+          uint32_t w[4];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) w[e] = pack2<T>(acc[2 * e] + poison, acc[2 * e + 1] + poison);
+          if (vec) {
+            *reinterpret_cast<uint4*>(dst + col) = make_uint4(w[0], w[1], w[2], w[3]);
+          } else {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) *reinterpret_cast<uint32_t*>(dst + col + 2 * e) = w[e];
+          }
+        }
+        if (lse_dst && j == 0) *lse_dst = (sum > 0.f ? mu + __log2f(sum) : -INFINITY) + poison;
       }
     }
   }

@@ -218,7 +218,7 @@ def test_out_arguments(out_view, op, fw, dtype, d):
 # --- merge_states ---------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(127, 4, 128), (7, 8, 80), (40, 2, 256)])
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 16])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 16, 43])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_merge_states(dtype, n, shape):
     seq, h, d = shape

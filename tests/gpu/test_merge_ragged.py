@@ -13,7 +13,8 @@ TOL = {torch.float16: 4e-3, torch.bfloat16: 2e-2, torch.float32: 1e-5}
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("d", [64, 128, 7])
-@pytest.mark.parametrize("counts", [[3, 1, 0, 5, 2], [1], [0, 0], [16] * 9 + [2, 7]])
+# [43] and [41, 0, 45]: few rows with many states each (a small batch's split-KV), the wide merge form.
+@pytest.mark.parametrize("counts", [[3, 1, 0, 5, 2], [1], [0, 0], [16] * 9 + [2, 7], [43], [41, 0, 45]])
 def test_ragged_merge(dtype, d, counts):
     h = 4
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
@@ -41,25 +42,29 @@ def test_ragged_merge(dtype, d, counts):
         np.testing.assert_allclose(l[fin], s_ref[0][fin], atol=1e-4)
 
 
-def test_corrupt_indptr_rows_are_nan_not_out_of_bounds():
-    v = torch.randn(4, 2, 64, device="cuda")
-    s = torch.randn(4, 2, device="cuda")
-    indptr = torch.tensor([0, 2, 9, 4], dtype=torch.int32, device="cuda")  # row 1 points past the partials
+@pytest.mark.parametrize("wide", [False, True])
+def test_corrupt_indptr_rows_are_nan_not_out_of_bounds(wide):
+    n = 40 if wide else 4  # 40: 13 states per row on average, the wide form
+    v = torch.randn(n, 2, 64, device="cuda")
+    s = torch.randn(n, 2, device="cuda")
+    indptr = torch.tensor([0, n // 2, n + 5, n], dtype=torch.int32, device="cuda")  # row 1 points past the partials
     o, l = kvinfer.merge_states(v, s, indptr=indptr)
     torch.cuda.synchronize()
     assert torch.isnan(o[1]).all() and torch.isnan(l[1]).all()
     assert torch.isfinite(o[0]).all()
 
 
+@pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("first", [True, False])
-def test_nan_lse_poisons_the_row(first):
+def test_nan_lse_poisons_the_row(first, wide):
     """A partial whose LSE is NaN (computed from bad input, e.g. a corrupt page id) makes its row NaN,
     never a plausible-looking value (0 with -inf would read as "attended to nothing")."""
     h, d = 2, 64
-    indptr = torch.tensor([0, 3, 5], dtype=torch.int32, device="cuda")
-    v = torch.randn(5, h, d, device="cuda", dtype=torch.float16)
-    s = torch.randn(5, h, device="cuda")
-    bad = 0 if first else 2
+    n0, n = (20, 40) if wide else (3, 5)  # wide: 20 states per row, the wide merge form
+    indptr = torch.tensor([0, n0, n], dtype=torch.int32, device="cuda")
+    v = torch.randn(n, h, d, device="cuda", dtype=torch.float16)
+    s = torch.randn(n, h, device="cuda")
+    bad = 0 if first else n0 - 1
     s[bad, 1] = float("nan")
     v[bad, 1] = float("nan")
     o, lse = kvinfer.merge_states(v, s, indptr=indptr)
