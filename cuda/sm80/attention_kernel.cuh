@@ -41,6 +41,8 @@ struct Config {
   static constexpr int kSmemQ = kRows * D * 2;
   static constexpr int kSmemKVStage = kKV * D * 2;
   static constexpr int kSmemBytes = kSmemQ + 2 * kStages * kSmemKVStage;
+  // Decode is latency-bound per CTA: registers are held to 3 CTAs per SM (D <= 128).
+  static constexpr int kMinBlocks = kDecode && D <= 128 ? 3 : 1;
   // Cross-warp merge (decode tile): per warp O (16 x D floats), m and l, over the K/V stages.
   static constexpr int kSmemMerge = kWarpsKV * 16 * (D + 2) * 4;
   static_assert(kWarpsKV == 1 || kSmemMerge <= 2 * kStages * kSmemKVStage, "merge buffer fits in the K/V stages");
@@ -49,7 +51,7 @@ struct Config {
 };
 
 template <int D, typename T, AttnTile kTile>
-__global__ void __launch_bounds__(Config<D, kTile>::kThreads)
+__global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::kMinBlocks)
     attention_kernel(const __grid_constant__ AttnParams p) {
   using C = Config<D, kTile>;
   constexpr int kRows = C::kRows, kKV = C::kKV, kStages = C::kStages, kNT = C::kThreads, kMT = C::kMT;
@@ -77,12 +79,14 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
   // Without a cap the scale is applied in the exponent (fused); with it, logits are transformed first.
   const float scale = cap ? 1.f : pre;
 
-  // K/V loader shape: each thread copies chunk lc0 of rows lr0 + i * kRowStep.
-  constexpr int kRowStep = kNT / C::kChunks;
-  constexpr int kLoadRows = kKV / kRowStep;
-  static_assert(kKV % kRowStep == 0, "loader rows");
-  const int lr0 = tid / C::kChunks;
+  // K/V loader shape: each thread copies chunk lc0 of kLoadRows consecutive rows lrow0 + i, so its
+  // rows of a paged cache lie in at most two pages when pages hold at least kLoadRows tokens.
+  constexpr int kLoadRows = kKV * C::kChunks / kNT;
+  static_assert(kKV * C::kChunks % kNT == 0 && kNT % C::kChunks == 0, "loader rows");
+  const int lrow0 = (tid / C::kChunks) * kLoadRows;
   const int lc0 = tid % C::kChunks;
+  // Swizzled chunk of row lrow0 + i is lcx ^ (i & 7): lrow0 is a multiple of kLoadRows.
+  const int lcx = lc0 ^ (lrow0 & 7);
 
   for (int w = work0; w < num_work; w += work_step) {
     Job job;
@@ -116,57 +120,78 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads)
     // Page ids of the loader's rows of the next tile to load, fetched one iteration ahead so the
     // dependent index load never stalls the copy issue (paged KV only).
     // (The prefill tile loads them at use: four warps hide the latency, and registers are short there.)
+    // Pages of at least kLoadRows tokens (the common case): ids[0] and ids[1] are the two pages a
+    // thread's rows can touch, slots[0] the first row's slot; smaller pages: an id per row.
     constexpr bool kPrefetch = kTile == AttnTile::kDecode;
+    const bool two_pages = p.page_size >= kLoadRows;
     int ids[kLoadRows], slots[kLoadRows];
     bool bad_page = false;  // a device page id outside [0, num_pages): the job's rows become NaN
     auto fetch_ids = [&](int t) {
       if (p.page_size <= 0) return;
-      const int pos0 = tile_start + t * kKV + lr0;
-      int pg = pos0 / p.page_size, sl = pos0 - pg * p.page_size;  // one division per tile, then steps
+      const int pos0 = tile_start + t * kKV + lrow0;
+      int pg = pos0 / p.page_size, sl = pos0 - pg * p.page_size;  // one division per tile
+      // The id of page `page`, whose first row this thread uses sits at `pos`. Branch-free: rows past
+      // the end read the request's first id (it has one: kv_hi > 0 here); never read out of range.
+      auto id_at = [&](int page, int pos) {
+        const bool in = pos < kv_hi;
+        const int id = __ldg(p.kv_indices + job.kv_base + (in ? page : 0));
+        const bool ok = unsigned(id) < unsigned(p.num_pages);
+        bad_page |= in && !ok;
+        return ok ? id : 0;
+      };
+      if (two_pages) {
+        ids[0] = id_at(pg, pos0);
+        ids[1] = id_at(pg + 1, pos0 + p.page_size - sl);
+        slots[0] = sl;
+        return;
+      }
 #pragma unroll
       for (int i = 0; i < kLoadRows; ++i) {
-        if (i > 0) {
-          sl += kRowStep;
-          while (sl >= p.page_size) sl -= p.page_size, ++pg;
-        }
-        // Branch-free: rows past the end read the request's first id (it has one: kv_hi > 0 here).
-        const bool in = pos0 + i * kRowStep < kv_hi;
-        const int id = __ldg(p.kv_indices + job.kv_base + (in ? pg : 0));
-        const bool ok = unsigned(id) < unsigned(p.num_pages);  // never read out of range
-        bad_page |= in && !ok;
-        ids[i] = ok ? id : 0;
+        if (i > 0 && ++sl == p.page_size) sl = 0, ++pg;
+        ids[i] = id_at(pg, pos0 + i);
         slots[i] = sl;
       }
     };
-    // Per-job loader constants: the thread's head/chunk base pointers and row step, and the swizzled
-    // shared offsets of its rows (constant when the row step is a multiple of 8).
+    // Per-job loader constants: the thread's head/chunk base pointers.
     const T* k_head = static_cast<const T*>(p.k) + int64_t(kvh) * p.k_stride_h + lc0 * 8;
     const T* v_head = static_cast<const T*>(p.v) + int64_t(kvh) * p.v_stride_h + lc0 * 8;
-    const int64_t k_step = int64_t(kRowStep) * p.k_stride_tok, v_step = int64_t(kRowStep) * p.v_stride_tok;
+    const int64_t kst = p.k_stride_tok, vst = p.v_stride_tok;
     auto load_kv = [&](int t) {
       const uint32_t stage_off = uint32_t((t % kStages) * kKV * D) * 2u;
-      const uint32_t dk = smem_addr(sK) + stage_off, dv = smem_addr(sV) + stage_off;
-      const int base = tile_start + t * kKV;
+      const uint32_t dk = smem_addr(sK) + stage_off + uint32_t(lrow0 * D) * 2u;
+      const uint32_t dv = smem_addr(sV) + stage_off + uint32_t(lrow0 * D) * 2u;
+      const int pos0 = tile_start + t * kKV + lrow0;
       if (!kPrefetch) fetch_ids(t);
-      const int64_t tok0 = int64_t(job.kv_base + base + lr0);  // ragged: the row's token index
-      const T* gk = k_head + tok0 * p.k_stride_tok;
-      const T* gv = v_head + tok0 * p.v_stride_tok;
-#pragma unroll
-      for (int i = 0; i < kLoadRows; ++i) {
-        const int r = lr0 + i * kRowStep;
-        const bool ok = base + r < kv_hi;
-        const T* sk = gk;
-        const T* sv = gv;
-        if (p.page_size > 0) {
-          sk = k_head + int64_t(ids[i]) * p.k_stride_page + int64_t(slots[i]) * p.k_stride_tok;
-          sv = v_head + int64_t(ids[i]) * p.v_stride_page + int64_t(slots[i]) * p.v_stride_tok;
-        }
-        const uint32_t soff = uint32_t(swz<D>(r, lc0)) * 2u;
+      auto copy = [&](int i, const T* sk, const T* sv) {
+        const bool ok = pos0 + i < kv_hi;
+        const uint32_t soff = uint32_t(i * D + ((lcx ^ (i & 7)) << 3)) * 2u;
         cp_async_16(dk + soff, ok ? sk : k_head, ok);
         cp_async_16(dv + soff, ok ? sv : v_head, ok);
-        gk += k_step;
-        gv += v_step;
+      };
+      if (p.page_size > 0 && !two_pages) {  // small pages: an id per row
+#pragma unroll
+        for (int i = 0; i < kLoadRows; ++i)
+          copy(i, k_head + int64_t(ids[i]) * p.k_stride_page + int64_t(slots[i]) * kst,
+               v_head + int64_t(ids[i]) * p.v_stride_page + int64_t(slots[i]) * vst);
+        return;
       }
+      // Row i reads (i < cross ? a : b) + i * stride: ragged KV and the first page from a, the
+      // second page from b (based so that the same step applies).
+      const T *ka, *kb, *va, *vb;
+      int cross = kLoadRows;
+      if (p.page_size <= 0) {
+        const int64_t tok0 = int64_t(job.kv_base) + pos0;  // ragged: the row's token index
+        ka = kb = k_head + tok0 * kst, va = vb = v_head + tok0 * vst;
+      } else {
+        const int sl = slots[0];
+        cross = p.page_size - sl;
+        ka = k_head + int64_t(ids[0]) * p.k_stride_page + sl * kst;
+        kb = k_head + int64_t(ids[1]) * p.k_stride_page - cross * kst;
+        va = v_head + int64_t(ids[0]) * p.v_stride_page + sl * vst;
+        vb = v_head + int64_t(ids[1]) * p.v_stride_page - cross * vst;
+      }
+#pragma unroll
+      for (int i = 0; i < kLoadRows; ++i) copy(i, (i < cross ? ka : kb) + i * kst, (i < cross ? va : vb) + i * vst);
     };
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
