@@ -167,7 +167,7 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // state_indptr[t+1] (ragged; rows with none are left alone: they were written directly).
 void merge_partials(const TensorView& q, const TensorView& o, const TensorView* lse, const void* part_o,
                     const float* part_lse, int64_t splits, const int32_t* state_indptr, int64_t num_partials,
-                    cudaStream_t stream) {
+                    int64_t states_hint, cudaStream_t stream) {
   detail::MergeParams m;
   m.seq = o.size(0), m.heads = q.size(1), m.head_dim = q.size(2), m.pair = false;
   m.vec = 16 / dtype_bytes(q.dtype);
@@ -178,6 +178,7 @@ void merge_partials(const TensorView& q, const TensorView& o, const TensorView* 
   m.s_in_stride[0][0] = per_row * q.size(1), m.s_in_stride[0][1] = q.size(1), m.s_in_stride[0][2] = 1;
   m.num_states = splits;
   m.state_indptr = state_indptr, m.num_partials = num_partials, m.skip_empty = state_indptr != nullptr;
+  m.states_hint = states_hint;
   m.v_out = o.data;
   m.v_out_stride[0] = o.strides[0], m.v_out_stride[1] = o.strides[1], m.v_out_stride[2] = 1;
   if (lse) m.s_out = static_cast<float*>(lse->data), m.s_out_stride[0] = lse->strides[0], m.s_out_stride[1] = lse->strides[1];
@@ -291,7 +292,7 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
   }
   launch(p, q.dtype, sp.backend, sp.tile_rows, q.device_id, stream);
   if (sp.splits > 1)  // tmp [qo_len, splits, H, D] -> o
-    merge_partials(q, o, lse, tmp_o->data, static_cast<const float*>(tmp_lse->data), sp.splits, nullptr, 0, stream);
+    merge_partials(q, o, lse, tmp_o->data, static_cast<const float*>(tmp_lse->data), sp.splits, nullptr, 0, 0, stream);
 }
 
 void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView& k, const TensorView& v,
@@ -389,7 +390,8 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   // Merge the split rows (graph mode: always launched, so the captured graph covers any plan).
   if (plan.num_partials > 0 || graph)
     merge_partials(q, o, lse, p.partial_o, p.partial_lse, 0,
-                   reinterpret_cast<const int32_t*>(ws + plan.off_merge_indptr), plan.partial_capacity, stream);
+                   reinterpret_cast<const int32_t*>(ws + plan.off_merge_indptr), plan.partial_capacity,
+                   o.size(0) > 0 ? std::max<int64_t>(1, plan.num_partials / o.size(0)) : 1, stream);
 }
 
 }  // namespace kvinfer

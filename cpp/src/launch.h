@@ -34,6 +34,7 @@ struct MergeParams {
   const int32_t* state_indptr = nullptr;
   int64_t num_partials = 0;
   bool skip_empty = false;          // ragged: rows with no states are left untouched (split-KV merge)
+  int64_t states_hint = 0;          // ragged: states per row on average, where num_partials is only a capacity
 };
 
 template <DType kV>

@@ -237,35 +237,35 @@ __global__ void __launch_bounds__(kThreads) merge_wide_kernel(const __grid_const
       if constexpr (kVec > 1) x.load(src + d);
       else x.v[0] = src[d * p.v_in_stride[0][3]];
     };
-    int i = z;
-    for (; i + lanes < n; i += 2 * lanes) {  // two states per round trip
-      float sg[2];
-      Vec<T, kVec> xg[2];
-      load(i, sg[0], xg[0]), load(i + lanes, sg[1], xg[1]);
-      st.fold(sg, xg, 2);
-    }
-    if (i < n) {
-      float sg;
-      Vec<T, kVec> x;
-      load(i, sg, x);
-      st.fold(&sg, &x, 1);
-    }
-  }
-  __shared__ float s_acc[kThreads][kVec];
-  __shared__ float s_m[kThreads], s_sum[kThreads];
-  __shared__ bool s_poison[kThreads];
-  const int slot = z * blockDim.x + threadIdx.x;
-  if (z > 0) {
+    // Up to four states per round trip (lane z: z, z + lanes, ...); missing ones weigh 0.
+    for (int i = z; i < n; i += 4 * lanes) {
+      float sg[4];
+      Vec<T, kVec> xg[4];
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) s_acc[slot][j] = st.acc[j];
-    s_m[slot] = st.m, s_sum[slot] = st.sum, s_poison[slot] = st.poison;
+      for (int k = 0; k < 4; ++k) {
+        if (i + k * lanes < n) load(i + k * lanes, sg[k], xg[k]);
+        else sg[k] = -INFINITY, xg[k] = Vec<T, kVec>{};
+      }
+      st.fold(sg, xg, 4);
+    }
   }
-  __syncthreads();
+  // Tree combine of the lanes' states through shared memory: lanes is a power of two.
+  __shared__ float s_acc[kThreads / 2][kVec];
+  __shared__ float s_m[kThreads / 2], s_sum[kThreads / 2];
+  __shared__ bool s_poison[kThreads / 2];
+  for (int half = lanes / 2; half > 0; half /= 2) {
+    const int slot = (z - half) * blockDim.x + threadIdx.x;
+    if (z >= half && z < 2 * half) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) s_acc[slot][j] = st.acc[j];
+      s_m[slot] = st.m, s_sum[slot] = st.sum, s_poison[slot] = st.poison;
+    }
+    __syncthreads();
+    const int from = z * blockDim.x + threadIdx.x;
+    if (z < half) st.combine(s_m[from], s_sum[from], s_acc[from], s_poison[from]);
+    __syncthreads();
+  }
   if (z > 0 || d >= p.head_dim) return;
-  for (int k = 1; k < lanes; ++k) {
-    const int o = k * blockDim.x + threadIdx.x;
-    st.combine(s_m[o], s_sum[o], s_acc[o], s_poison[o]);
-  }
   st.store(p, out, d, q, h, threadIdx.x == 0);
 }
 
@@ -280,7 +280,8 @@ cudaError_t launch(const MergeParams& p, cudaStream_t stream) {
   while (tx < chunks && tx < kThreads) tx *= 2;
   // The wide form: a row's threads cover its head dim at most 64 threads wide, at least 8 states per
   // row on average, and too few rows to give the general form 64 blocks (a quarter of an H100's slots).
-  const int64_t states = p.state_indptr ? (p.seq > 0 ? p.num_partials / p.seq : 0) : p.num_states;
+  const int64_t states = !p.state_indptr ? p.num_states : p.states_hint > 0 ? p.states_hint
+                                                                          : p.seq > 0 ? p.num_partials / p.seq : 0;
   if (!kPair && tx <= 64 && chunks <= tx && states >= 8 && rows * tx < 64 * kThreads) {
     if (rows > 0x7fffffff) return cudaErrorInvalidConfiguration;
     if (rows > 0) merge_wide_kernel<T, kVec><<<dim3(unsigned(rows)), dim3(tx, kThreads / tx), 0, stream>>>(p);
