@@ -26,9 +26,11 @@ constexpr int kThreads = 256;
 
 // The pair form (merge_state): two inputs, so the weights are known once both LSEs are in; no
 // running state. A kernel of its own keeps it at a few registers with all four loads of a thread
-// issued back to back (the general kernel's online fold cost it 10-15% of bandwidth).
+// issued back to back (the general kernel's online fold cost it 10-15% of bandwidth). Held to 48
+// registers (5 CTAs per SM, no spill): fp16 80-83% / bf16 77-80% of copy bandwidth against 76-79% /
+// 74-77% at its natural 56 (H200, 2026-11-21; 40 registers spill and read 70%).
 #ifndef KVINFER_PAIR_MIN_BLOCKS  // CTAs per SM the pair form's registers must allow (ci/merge_exp.cu varies it)
-#define KVINFER_PAIR_MIN_BLOCKS 1
+#define KVINFER_PAIR_MIN_BLOCKS 5
 #endif
 template <typename T, int kVec>
 __global__ void __launch_bounds__(kThreads, KVINFER_PAIR_MIN_BLOCKS) merge_pair_kernel(const __grid_constant__ MergeParams p) {
