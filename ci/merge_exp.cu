@@ -9,6 +9,16 @@
 using namespace kvinfer;
 using namespace kvinfer::detail;
 
+// Pseudo-random values in [-1, 1) (hash of the index): zeros would not exercise the data path.
+template <typename T>
+__global__ void fill(T* x, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed * 97531u;
+    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+    x[i] = kvinfer::cuda::from_float<T>(float(h & 0xffff) / 32768.f - 1.f);
+  }
+}
+
 template <DType kV, typename T>
 void bench(const char* name, int64_t seq, int64_t heads, int64_t dim) {
   const int64_t n = seq * heads * dim;
@@ -16,8 +26,8 @@ void bench(const char* name, int64_t seq, int64_t heads, int64_t dim) {
   float *sa, *sb, *so;
   cudaMalloc(&va, n * sizeof(T)), cudaMalloc(&vb, n * sizeof(T)), cudaMalloc(&vo, n * sizeof(T));
   cudaMalloc(&sa, seq * heads * 4), cudaMalloc(&sb, seq * heads * 4), cudaMalloc(&so, seq * heads * 4);
-  cudaMemset(va, 0, n * sizeof(T)), cudaMemset(vb, 0, n * sizeof(T));
-  cudaMemset(sa, 0, seq * heads * 4), cudaMemset(sb, 0, seq * heads * 4);
+  fill<<<1024, 256>>>(static_cast<T*>(va), n, 1u), fill<<<1024, 256>>>(static_cast<T*>(vb), n, 2u);
+  fill<<<1024, 256>>>(sa, seq * heads, 3u), fill<<<1024, 256>>>(sb, seq * heads, 4u);
   MergeParams p;
   p.seq = seq, p.heads = heads, p.head_dim = dim, p.num_states = 2, p.pair = true, p.vec = 16 / sizeof(T);
   p.v_out = vo, p.s_out = so;
