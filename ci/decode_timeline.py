@@ -50,21 +50,27 @@ def report(label, calls):
         print(f"    {np.median(durs):8.1f} us  x{len(durs) // len(calls)}  {name}")
 
 
+def decode_setup(batch, kv_len, ws):
+    """A planned decode wrapper (page 16, 32/8 heads, D 128, bf16, shuffled page ids) with its q and cache."""
+    ppr = (kv_len + PS - 1) // PS
+    cache = torch.randn(batch * ppr, 2, PS, HKV, D, dtype=torch.bfloat16, device="cuda")
+    idx = torch.randperm(batch * ppr, device="cuda").to(torch.int32)
+    indptr = (np.arange(batch + 1) * ppr).astype(np.int32)
+    last = np.full(batch, kv_len - (ppr - 1) * PS, dtype=np.int32)
+    w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
+    w.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16)
+    q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
+    p = w.plan_info
+    print(f"batch {batch} x {kv_len}: {p.num_work} work items, {p.num_partials} partials, chunk {p.chunk_tokens}, "
+          f"KV {batch * kv_len * HKV * D * 4 / 1e6:.0f} MB")
+    return w, q, cache
+
+
 def main():
     shapes = [tuple(map(int, s.split("x"))) for s in sys.argv[1:]] or [(1, 32768), (16, 2048), (16, 8192), (64, 2048)]
     ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
     for batch, kv_len in shapes:
-        ppr = (kv_len + PS - 1) // PS
-        cache = torch.randn(batch * ppr, 2, PS, HKV, D, dtype=torch.bfloat16, device="cuda")
-        idx = torch.randperm(batch * ppr, device="cuda").to(torch.int32)
-        indptr = (np.arange(batch + 1) * ppr).astype(np.int32)
-        last = np.full(batch, kv_len - (ppr - 1) * PS, dtype=np.int32)
-        w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
-        w.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16)
-        q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
-        p = w.plan_info
-        print(f"batch {batch} x {kv_len}: {p.num_work} work items, {p.num_partials} partials, chunk {p.chunk_tokens}, "
-              f"KV {batch * kv_len * HKV * D * 4 / 1e6:.0f} MB")
+        w, q, cache = decode_setup(batch, kv_len, ws)
         report("kvinfer", kernels_of(lambda: w.run(q, cache)))
         del cache
         k = torch.randn(batch, HKV, kv_len, D, dtype=torch.bfloat16, device="cuda")

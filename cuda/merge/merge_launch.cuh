@@ -24,6 +24,11 @@ using cuda::cp_async_wait;
 
 constexpr int kThreads = 256;
 
+// A merged row's LSE: NaN when a state was poisoned, -inf when every state was empty.
+__device__ __forceinline__ void store_lse(const MergeParams& p, int64_t q, int64_t h, float m, float sum, bool poison) {
+  p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = poison ? NAN : m == -INFINITY ? -INFINITY : m + log2f(sum);
+}
+
 // The pair form (merge_state): two inputs, so the weights are known once both LSEs are in; no
 // running state. A kernel of its own keeps it at a few registers with all four loads of a thread
 // issued back to back (the general kernel's online fold cost it 10-15% of bandwidth). Held to 48
@@ -72,8 +77,7 @@ __global__ void __launch_bounds__(kThreads, KVINFER_PAIR_MIN_BLOCKS) merge_pair_
     else out[d * p.v_out_stride[2]] = y.v[0];
   }
   // threadIdx.x == 0 always ran the loop once.
-  if (p.s_out && threadIdx.x == 0)
-    p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = poison ? NAN : m == -INFINITY ? -INFINITY : m + log2f(sum);
+  if (p.s_out && threadIdx.x == 0) store_lse(p, q, h, m, sum, poison);
 }
 
 // Running merge state of one row's kVec columns: online rescaling (as in softmax), so each state's
@@ -117,8 +121,7 @@ struct RowState {
     for (int j = 0; j < kVec; ++j) y.v[j] = cuda::from_float<T>(poison ? NAN : acc[j] * inv_sum);
     if constexpr (kVec > 1) y.store(out + d);
     else out[d * p.v_out_stride[2]] = y.v[0];
-    if (lse && p.s_out)
-      p.s_out[q * p.s_out_stride[0] + h * p.s_out_stride[1]] = poison ? NAN : m == -INFINITY ? -INFINITY : m + log2f(sum);
+    if (lse && p.s_out) store_lse(p, q, h, m, sum, poison);
   }
 };
 
@@ -208,8 +211,8 @@ __global__ void __launch_bounds__(kThreads, 1) merge_kernel(const __grid_constan
       load(i, x);
       st.fold(&s_i, &x, 1);
     }
-    // Every thread of the row computes the same (m, sum); threadIdx.x == 0 always runs the loop once.
-    st.store(p, out, d, q, h, threadIdx.x == 0);
+    // Every thread of the row computes the same (m, sum); the first chunk's thread writes the LSE once.
+    st.store(p, out, d, q, h, d == 0);
   }
 }
 
@@ -280,11 +283,12 @@ cudaError_t launch(const MergeParams& p, cudaStream_t stream) {
   const int64_t rows = p.seq * p.heads;
   int tx = 1;
   while (tx < chunks && tx < kThreads) tx *= 2;
-  // The wide form: a row's threads cover its head dim at most 64 threads wide, at least 8 states per
-  // row on average, and too few rows to give the general form 64 blocks (a quarter of an H100's slots).
+  // The wide form: at most 64 threads per row (then they cover its head dim: tx stopped at chunks),
+  // at least 8 states per row on average, and too few rows to give the general form 64 blocks (a
+  // quarter of an H100's slots).
   const int64_t states = !p.state_indptr ? p.num_states : p.states_hint > 0 ? p.states_hint
                                                                           : p.seq > 0 ? p.num_partials / p.seq : 0;
-  if (!kPair && tx <= 64 && chunks <= tx && states >= 8 && rows * tx < 64 * kThreads) {
+  if (!kPair && tx <= 64 && states >= 8 && rows * tx < 64 * kThreads) {
     if (rows > 0x7fffffff) return cudaErrorInvalidConfiguration;
     if (rows > 0) merge_wide_kernel<T, kVec><<<dim3(unsigned(rows)), dim3(tx, kThreads / tx), 0, stream>>>(p);
     return cudaGetLastError();
