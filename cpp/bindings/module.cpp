@@ -175,21 +175,26 @@ NB_MODULE(_C, m) {
         return p.options.backend == kvinfer::AttnBackend::kFA3 ? "fa3" : "fa2";
       })
       .def_ro("num_partials", &kvinfer::AttnPlan::num_partials)
+      .def_ro("merge_in_kernel", &kvinfer::AttnPlan::merge_in_kernel)
+      .def_ro("merge_groups", &kvinfer::AttnPlan::merge_groups)
       .def_ro("partial_capacity", &kvinfer::AttnPlan::partial_capacity)
       .def_ro("int_workspace_bytes", &kvinfer::AttnPlan::int_workspace_bytes)
       .def_ro("float_workspace_bytes", &kvinfer::AttnPlan::float_workspace_bytes)
       .def_prop_ro("num_work", &kvinfer::AttnPlan::num_work)
       .def("arrays", [](const kvinfer::AttnPlan& p) {
         // Host copies for inspection and tests: one entry per work item, and the merge rows.
-        std::vector<int32_t> f[6];
+        constexpr int kF = 12;
+        std::vector<int32_t> f[kF];
         for (const auto& w : p.work) {
-          const int32_t v[6] = {w.request, w.qo_tile, w.kv_begin, w.kv_end, w.partial, w.splits};
-          for (int i = 0; i < 6; ++i) f[i].push_back(v[i]);
+          const int32_t v[kF] = {w.request, w.qo_tile, w.kv_begin, w.kv_end,   w.partial, w.splits,
+                                 w.chunk,   w.merge,   w.qo_begin, w.qo_len, w.kv_len,  w.kv_base};
+          for (int i = 0; i < kF; ++i) f[i].push_back(v[i]);
         }
         nb::dict d;
-        const char* names[6] = {"work_request", "work_qo_tile", "work_kv_begin", "work_kv_end", "work_partial",
-                                "work_splits"};
-        for (int i = 0; i < 6; ++i) d[names[i]] = to_numpy(std::move(f[i]));
+        const char* names[kF] = {"work_request", "work_qo_tile", "work_kv_begin", "work_kv_end",
+                                 "work_partial", "work_splits",  "work_chunk",    "work_merge",
+                                 "work_qo_begin", "work_qo_len", "work_kv_len",   "work_kv_base"};
+        for (int i = 0; i < kF; ++i) d[names[i]] = to_numpy(std::move(f[i]));
         d["merge_indptr"] = to_numpy(std::vector<int32_t>(p.merge_indptr));
         d["qo_indptr"] = to_numpy(std::vector<int32_t>(p.qo_indptr));
         d["kv_len"] = to_numpy(std::vector<int32_t>(p.kv_len));

@@ -385,10 +385,13 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
     p.batch_capacity = int(graph ? po.capacity_batch : plan.batch);
     set_paged_tensor_maps(p, k, v, hkv);
   }
+  // FA2 decode tile: the last CTA of each split group merges it (the counters sit in the int workspace).
+  const bool merge_in_kernel = plan.merge_in_kernel && po.backend == AttnBackend::kFA2;
+  if (merge_in_kernel) p.merge_counters = reinterpret_cast<int32_t*>(ws + plan.off_merge_ctr);
   p.grid_x = plan.grid_x;
   launch(p, q.dtype, po.backend, plan.tile_rows, q.device_id, stream);
   // Merge the split rows (graph mode: always launched, so the captured graph covers any plan).
-  if (plan.num_partials > 0 || graph)
+  if (!merge_in_kernel && (plan.num_partials > 0 || graph))
     merge_partials(q, o, lse, p.partial_o, p.partial_lse, 0,
                    reinterpret_cast<const int32_t*>(ws + plan.off_merge_indptr), plan.partial_capacity,
                    o.size(0) > 0 ? std::max<int64_t>(1, plan.num_partials / o.size(0)) : 1, stream);

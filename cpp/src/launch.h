@@ -64,10 +64,16 @@ cudaError_t launch_append_kv(const AppendKVParams& p, cudaStream_t stream);
 // One CTA's job: packed query rows [qo_tile * rows, +rows) of request `request` (packed row
 // r = query token (r / group), query head kv_head * group + r % group) against KV tokens
 // [kv_begin, kv_end). partial < 0: writes the output rows directly; else the rows go to the
-// partial buffer at row partial + query_token * splits (token-major, merged afterwards).
-struct AttnWorkItem {
-  int32_t request, qo_tile, kv_begin, kv_end, partial, splits;
+// partial buffer at row partial + query_token * splits (token-major: partial = the request's first
+// partial row + chunk), merged afterwards. merge >= 0 (FA2 decode tile): the split group's counter
+// slot, merge * num_kv_heads + kv head; the last of the group's CTAs merges its rows (in-kernel merge).
+// The request's metadata rides along (qo_begin .. kv_base), so a CTA's first K/V address is two
+// dependent loads away (item, page id), not three. Three 16-byte loads.
+struct alignas(16) AttnWorkItem {
+  int32_t request, qo_tile, kv_begin, kv_end, partial, splits, chunk, merge;
+  int32_t qo_begin, qo_len, kv_len, kv_base;  // kv_base: first page (paged) or token (ragged)
 };
+static_assert(sizeof(AttnWorkItem) == 48, "three 16-byte loads");
 
 struct AttnParams {
   int num_qo_heads = 0, num_kv_heads = 0, group = 1, head_dim = 0;
@@ -91,8 +97,13 @@ struct AttnParams {
   const int64_t* req_mask_offset = nullptr;  // [batch] bit offset of the request's [qo, kv] mask
   int single_qo_len = 0, single_kv_len = 0;
   // Work: a list from the plan (batch), or implicit (single): w = chunk * qo_tiles + tile.
+  // A plan's work array holds at least grid_x items (padding past num_work), so a CTA may load its
+  // first item before it knows the count.
   const AttnWorkItem* work = nullptr;
   const int32_t* num_work = nullptr;       // device count of work items (plan)
+  // FA2 decode tile, plans: split-group arrival counters (zero at rest; the merging CTA resets its
+  // own). null: partials are left for the merge kernel.
+  int32_t* merge_counters = nullptr;
   int implicit_qo_tiles = 0, implicit_splits = 1, implicit_chunk = 0;
   void* partial_o = nullptr;               // [num_partials, H_qo, D] in the output dtype
   float* partial_lse = nullptr;            // [num_partials, H_qo]

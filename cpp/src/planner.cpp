@@ -163,24 +163,35 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   }
   int64_t njobs = 0;
   for (int64_t b = 0; b < batch; ++b) njobs += splits[b] * tiles[b];
+  // FA2 decode tile: split groups (request, query tile) are merged by their last CTA.
+  p.merge_in_kernel = decode_tile;
+  int32_t next_group = 0;
   // Items are written field by field in place: building one on the stack and copying it stalled on
   // store-to-load forwarding (a third of plan() for 1,024 items).
   p.work.resize(njobs);
   PlanWorkItem* w = p.work.data();
   for (int64_t b : order) {
+    const int32_t qo_begin = p.qo_indptr[b], qo_len = p.qo_indptr[b + 1] - qo_begin;
+    const bool split = splits[b] > 1;
+    const int32_t group0 = next_group;  // merge slot of query tile i: group0 + i
+    if (split && p.merge_in_kernel) next_group += int32_t(tiles[b]);
     for (int64_t c = 0; c < splits[b]; ++c) {
       const int32_t kv_begin = int32_t(c * p.chunk_tokens);
       const int32_t kv_end = int32_t(std::min<int64_t>(p.kv_len[b], (c + 1) * p.chunk_tokens));
-      const int32_t partial = splits[b] > 1 ? int32_t(base[b] + c) : -1;
+      const int32_t partial = split ? int32_t(base[b] + c) : -1;
       for (int64_t i = 0; i < tiles[b]; ++i, ++w) {
         // Causal: a request's last query tiles attend to the most keys, so they go first.
+        const int32_t tile = int32_t(opt.causal ? tiles[b] - 1 - i : i);
         w->request = int32_t(b);
-        w->qo_tile = int32_t(opt.causal ? tiles[b] - 1 - i : i);
+        w->qo_tile = tile;
         w->kv_begin = kv_begin, w->kv_end = kv_end;
-        w->partial = partial, w->splits = int32_t(splits[b]);
+        w->partial = partial, w->splits = int32_t(splits[b]), w->chunk = int32_t(c);
+        w->merge = split && p.merge_in_kernel ? group0 + tile : -1;
+        w->qo_begin = qo_begin, w->qo_len = qo_len, w->kv_len = p.kv_len[b], w->kv_base = p.kv_begin[b];
       }
     }
   }
+  p.merge_groups = next_group;
   const bool graph = opt.capacity_batch > 0 || opt.capacity_rows > 0;
   if (graph && (batch > opt.capacity_batch || p.total_qo > opt.capacity_rows))
     bad("plan: batch of " + std::to_string(batch) + " requests / " + std::to_string(p.total_qo) +
@@ -197,14 +208,18 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   for (int64_t t = p.total_qo + 1; t <= p.merge_rows; ++t) p.merge_indptr[t] = p.merge_indptr[p.total_qo];
 
   // Int workspace: header (work count, batch, head section, 2 FA3 claim counters) | qo_indptr | kv_begin | kv_len | mask_offset |
-  // merge_indptr | req_bad | page offsets (FA3 + paged: written by the device) | work.
+  // merge_indptr | req_bad | merge counters | page offsets (FA3 + paged: written by the device) | work.
   p.off_qo_indptr = kAlign;
   p.off_kv_begin = p.off_qo_indptr + aligned((cap_b + 1) * 4);
   p.off_kv_len = p.off_kv_begin + aligned(cap_b * 4);
   p.off_mask_offset = p.off_kv_len + aligned(cap_b * 4);
   p.off_merge_indptr = p.off_mask_offset + aligned(cap_b * 8);
   p.off_req_bad = p.off_merge_indptr + aligned((p.merge_rows + 1) * 4);
-  p.off_page_off = p.off_req_bad + aligned(cap_b * 4);
+  p.off_merge_ctr = p.off_req_bad + aligned(cap_b * 4);
+  // Graph mode: room for every query tile of a full batch (each request's tiles, 16 rows each at most).
+  const int64_t ctr_groups =
+      !p.merge_in_kernel ? 0 : graph ? ceil_div(opt.capacity_rows * group, p.tile_rows) + cap_b : p.merge_groups;
+  p.off_page_off = p.off_merge_ctr + aligned(ctr_groups * opt.num_kv_heads * 4);
   if (fa3 && opt.page_size > 0) {
     const int64_t nnz = batch ? kv_indptr[batch] : 0;
     if (graph && nnz > opt.capacity_pages)
@@ -213,7 +228,15 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     p.page_off_capacity = graph ? opt.capacity_pages : nnz;
   }
   p.off_work = p.off_page_off + aligned(p.page_off_capacity * 16);
-  p.int_workspace_bytes = p.off_work + aligned(p.num_work() * int64_t(sizeof(PlanWorkItem)));
+  // FA3: a persistent grid of at most target_ctas CTAs strides over (work item, kv head) pairs.
+  const int64_t jobs = fa3 ? p.num_work() * opt.num_kv_heads : p.num_work();
+  p.grid_x = opt.fixed_grid > 0 ? opt.fixed_grid
+                                : int(std::max<int64_t>(1, fa3 ? std::min<int64_t>(jobs, std::max(1, opt.target_ctas))
+                                                               : jobs));
+  // The work array holds at least grid_x items (zero padding): the FA2 kernel loads a CTA's first
+  // item before the count (AttnParams::work).
+  const int64_t work_slots = std::max<int64_t>(p.num_work(), fa3 ? 0 : p.grid_x);
+  p.int_workspace_bytes = p.off_work + aligned(work_slots * int64_t(sizeof(PlanWorkItem)));
   if (opt.int_workspace_bytes > 0 && p.int_workspace_bytes > opt.int_workspace_bytes)
     bad("int workspace: this plan needs " + std::to_string(p.int_workspace_bytes) + " bytes, the buffer has " +
         std::to_string(opt.int_workspace_bytes));
@@ -233,11 +256,6 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
           " partial rows and needs " + std::to_string(p.float_workspace_bytes) + " bytes, the buffer has " +
           std::to_string(opt.float_workspace_bytes) + " (pass a bigger buffer)");
   }
-  // FA3: a persistent grid of at most target_ctas CTAs strides over (work item, kv head) pairs.
-  const int64_t jobs = fa3 ? p.num_work() * opt.num_kv_heads : p.num_work();
-  p.grid_x = opt.fixed_grid > 0 ? opt.fixed_grid
-                                : int(std::max<int64_t>(1, fa3 ? std::min<int64_t>(jobs, std::max(1, opt.target_ctas))
-                                                               : jobs));
   if (fa3) {
     std::vector<int32_t> item_tiles(p.work.size());
     for (size_t i = 0; i < p.work.size(); ++i) {

@@ -6,20 +6,23 @@
 namespace kvinfer::detail::attn {
 
 struct Job {
-  int request, qo_tile, kv_begin, kv_end, partial, splits;
+  int request, qo_tile, kv_begin, kv_end, partial, splits, chunk, merge;
   int qo_begin, qo_len, kv_len, kv_base;  // kv_base: first page (paged) or token (ragged)
   int64_t mask_offset;
 };
 
+// Work item w of a plan: three 16-byte loads (the request's metadata is in the item).
+__device__ __forceinline__ void load_item(const AttnParams& p, int w, Job& j) {
+  const int4* src = reinterpret_cast<const int4*>(p.work + w);
+  const int4 a = __ldg(src), b = __ldg(src + 1), c = __ldg(src + 2);
+  j.request = a.x, j.qo_tile = a.y, j.kv_begin = a.z, j.kv_end = a.w;
+  j.partial = b.x, j.splits = b.y, j.chunk = b.z, j.merge = b.w;
+  j.qo_begin = c.x, j.qo_len = c.y, j.kv_len = c.z, j.kv_base = c.w;
+}
+
 __device__ __forceinline__ void load_job(const AttnParams& p, int w, Job& j) {
   if (p.work) {
-    const AttnWorkItem it = p.work[w];
-    j.request = it.request, j.qo_tile = it.qo_tile, j.kv_begin = it.kv_begin, j.kv_end = it.kv_end;
-    j.partial = it.partial, j.splits = it.splits;
-    j.qo_begin = p.req_qo_indptr[j.request];
-    j.qo_len = p.req_qo_indptr[j.request + 1] - j.qo_begin;
-    j.kv_len = p.req_kv_len[j.request];
-    j.kv_base = p.req_kv_begin[j.request];
+    load_item(p, w, j);
     j.mask_offset = p.req_mask_offset ? p.req_mask_offset[j.request] : 0;
   } else {
     const int chunk = w / p.implicit_qo_tiles;
@@ -29,7 +32,7 @@ __device__ __forceinline__ void load_job(const AttnParams& p, int w, Job& j) {
     j.qo_begin = 0, j.qo_len = p.single_qo_len, j.kv_len = p.single_kv_len, j.kv_base = 0, j.mask_offset = 0;
     j.kv_begin = chunk * p.implicit_chunk;
     j.kv_end = min(j.kv_len, j.kv_begin + p.implicit_chunk);
-    j.splits = p.implicit_splits;
+    j.splits = p.implicit_splits, j.chunk = chunk, j.merge = -1;
     j.partial = p.implicit_splits > 1 ? chunk : -1;
   }
 }

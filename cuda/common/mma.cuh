@@ -90,6 +90,15 @@ template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float x, fl
   return *reinterpret_cast<uint32_t*>(&h);
 }
 
+// One register of two 16-bit values -> two floats (x = low half).
+template <typename T> __device__ __forceinline__ float2 unpack2(uint32_t w);
+template <> __device__ __forceinline__ float2 unpack2<half>(uint32_t w) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&w));
+}
+template <> __device__ __forceinline__ float2 unpack2<__nv_bfloat16>(uint32_t w) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w));
+}
+
 // Shared-memory tiles are [rows][D] of 16-bit elements, stored in 16-byte chunks whose index is XORed
 // with (row % 8): the 8 rows one ldmatrix phase reads then hit 8 different bank groups (D >= 64).
 template <int D>

@@ -13,6 +13,7 @@
 #include "common/mma.cuh"
 #include "common/types.cuh"
 #include "launch.h"
+#include "sm80/split_merge.cuh"
 
 namespace kvinfer::detail::attn {
 
@@ -70,7 +71,6 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
   const int kvh = int(blockIdx.x % unsigned(p.num_kv_heads));
   const int work0 = int(blockIdx.x / unsigned(p.num_kv_heads)), work_step = int(gridDim.x / unsigned(p.num_kv_heads));
   const int group = p.group;
-  const int num_work = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
   const float log2e = 1.4426950408889634f;
   const bool cap = p.soft_cap > 0.f;
   // Logits in the log2 domain: s * sm_scale * log2(e), or cap * tanh(s * sm_scale / cap) * log2(e).
@@ -88,9 +88,12 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
   // Swizzled chunk of row lrow0 + i is lcx ^ (i & 7): lrow0 is a multiple of kLoadRows.
   const int lcx = lc0 ^ (lrow0 & 7);
 
+  // The first job loads alongside the count (a plan's work array holds grid_x items).
+  Job job;
+  load_job(p, work0, job);
+  const int num_work = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
   for (int w = work0; w < num_work; w += work_step) {
-    Job job;
-    load_job(p, w, job);
+    if (w != work0) load_job(p, w, job);
     const int packed_rows = job.qo_len * group;
     const int row0 = job.qo_tile * kRows;
     if (row0 >= packed_rows) continue;
@@ -453,6 +456,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
         }
         if (lse_dst && j == 0) *lse_dst = (sum > 0.f ? mu + __log2f(sum) : -INFINITY) + poison;
       }
+      // A split group's last CTA merges the group's partial rows (plans; else the merge kernel does).
+      if (job.merge >= 0 && p.merge_counters && split_group_last<kNT>(p, job, kvh))
+        merge_split_group<D, T, kNT>(p, job, kvh, row0, min(kRows, packed_rows - row0));
     }
   }
 }

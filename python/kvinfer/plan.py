@@ -16,8 +16,10 @@ def plan_batch(qo_indptr, kv_indptr, kv_last_page_len, num_qo_heads, num_kv_head
 
     qo_indptr None means one query token per request (decode); page_size 0 means a ragged KV whose
     kv_indptr holds token offsets. Work items are (request, qo_tile, kv_begin, kv_end, partial,
-    splits), longest KV first; partial >= 0 marks a split request whose query token t writes partial
-    row partial + t * splits, merged over merge_indptr (one range per query token). backend "fa3"
+    splits, chunk, merge, qo_begin, qo_len, kv_len, kv_base), longest KV first; partial >= 0 marks a
+    split request whose query token t writes partial row partial + t * splits, merged over
+    merge_indptr (one range per query token): by the merge kernel, or (FA2 decode tile,
+    plan.merge_in_kernel) by the last CTA of each split group, whose counter slot is `merge`. backend "fa3"
     plans for the Hopper kernels: 128-row query tiles, a persistent grid of at most target_ctas CTAs
     over (work item, kv head) pairs, and (paged) a page-offset region in the int workspace.
     """

@@ -97,6 +97,35 @@ def check_coverage(p, a, qo_lens, kv_lens, group):
         chunks = len(set(kb[m].tolist()))
         assert (spl[m] == chunks).all()
         assert ((part[m] < 0) == (chunks == 1)).all()
+    check_item_metadata(p, a)
+
+
+def check_item_metadata(p, a):
+    """The request metadata each work item carries, its chunk index, and the in-kernel merge slots."""
+    req, part, spl, chunk = a["work_request"], a["work_partial"], a["work_splits"], a["work_chunk"]
+    qo = a["qo_indptr"]
+    np.testing.assert_array_equal(a["work_qo_begin"], qo[req])
+    np.testing.assert_array_equal(a["work_qo_len"], qo[req + 1] - qo[req])
+    np.testing.assert_array_equal(a["work_kv_len"], a["kv_len"][req])
+    np.testing.assert_array_equal(a["work_kv_begin"], chunk.astype(np.int64) * p.chunk_tokens)
+    assert ((0 <= chunk) & (chunk < spl)).all()
+    # partial = the request's first partial row + chunk: one base per request.
+    split = part >= 0
+    for b in set(req[split].tolist()):
+        assert len(set((part - chunk)[split & (req == b)].tolist())) == 1
+    merge = a["work_merge"]
+    if not p.merge_in_kernel:
+        assert (merge == -1).all() and p.merge_groups == 0
+        return
+    assert p.tile_rows == 16 and p.backend == "fa2"
+    assert ((merge >= 0) == split).all()
+    # One slot per split (request, query tile), shared by its chunks, slots 0 .. merge_groups - 1.
+    groups = {}
+    for b, t, g in zip(req[split].tolist(), a["work_qo_tile"][split].tolist(), merge[split].tolist()):
+        assert groups.setdefault((b, t), g) == g
+    assert sorted(groups.values()) == list(range(p.merge_groups))
+    for (b, t), g in groups.items():
+        assert ((req == b) & (a["work_qo_tile"] == t)).sum() == spl[req == b][0]
 
 
 @pytest.mark.parametrize("target,unit", TARGETS)
@@ -296,9 +325,9 @@ def test_workspace_bounds(name, d, out_elem_bytes):
     kw = dict(hq=hq, hkv=hkv, d=d, target_ctas=100000, min_chunk_tokens=16, out_elem_bytes=out_elem_bytes)
     p, a = make_plan(qo_lens, kv_lens, 16, **kw)
     assert p.num_partials > 0
-    # Header, work items (6 int32), per request qo_indptr / kv_begin / kv_len (int32) and a mask
+    # Header, work items (12 int32), per request qo_indptr / kv_begin / kv_len (int32) and a mask
     # offset (int64), merge_indptr per query token.
-    assert p.int_workspace_bytes >= 256 + 24 * p.num_work + 20 * p.batch + 4 * (p.total_qo + 1)
+    assert p.int_workspace_bytes >= 256 + 48 * p.num_work + 20 * p.batch + 4 * (p.total_qo + 1)
     assert p.float_workspace_bytes >= p.num_partials * hq * (d * out_elem_bytes + 4)
     assert p.partial_capacity == 0  # no buffer given: report only
     # A buffer of exactly the reported size (or more) holds the partials.
@@ -382,7 +411,7 @@ def test_fa3_paged_plan_reserves_page_offsets():
     fa2 = make_plan([1, 1, 1], lens, page_size=16)[0]
     # 16 bytes (K and V offsets) per page of the batch, written by the device each run.
     pages = sum((n + 15) // 16 for n in lens)
-    assert small.int_workspace_bytes - fa2.int_workspace_bytes >= pages * 16
+    assert small.int_workspace_bytes - ragged.int_workspace_bytes >= pages * 16
     assert big.int_workspace_bytes > small.int_workspace_bytes
     assert ragged.int_workspace_bytes <= fa2.int_workspace_bytes + 256 * 4
 

@@ -117,6 +117,46 @@ def test_decode_skewed_batch_splits():
     check(o, s, ref_o, ref_s, dtype)
 
 
+@pytest.mark.parametrize("group,hkv,d,dtype", [(1, 4, 64, "fp16"), (4, 2, 128, "bf16"), (16, 1, 256, "fp16"),
+                                                (5, 2, 128, "fp16")])
+def test_decode_in_kernel_merge(group, hkv, d, dtype):
+    """Split requests merged by the last CTA of each split group (FA2 decode tile): repeated runs agree
+    exactly (the arrival counters return to zero), a corrupt page id in one chunk makes only that
+    request NaN, and the next run after the ids are repaired is right again. Group sizes 1 / 4 / 16 /
+    5 give 1, 4, 16 and 5 rows per group (threads per (row, chunk) pair 8, 2, 1, 1)."""
+    require(d, dtype)
+    rng = rng_for("in_kernel_merge", group, hkv, d, dtype)
+    lens = [4000, 1, 2500, 700, 4097]
+    ps, hq = 16, group * hkv
+    kv = PagedKV(lens, ps, hkv, d, dtype, "NHD", rng, spare=3)
+    q = randn(rng, (len(lens), hq, d), dtype)
+    indices = torch.from_numpy(kv.indices.copy()).to(q.device)
+    w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(workspace(), "NHD")
+    w.plan(kv.indptr, indices, kv.last_page_len, hq, hkv, d, ps, q_data_type=DTYPES[dtype])
+    info = w.plan_info
+    if info.backend == "fa2":
+        assert info.merge_in_kernel and info.merge_groups > 0, "no split group to merge"
+    ref_o, ref_s = batch_reference(q, indptr_of([1] * len(lens)), kv.kv)
+    first = None
+    for _ in range(3):
+        o, s = run_into(w, q, (kv.cache,), dtype, use_out=True)
+        check(o, s, ref_o, ref_s, dtype)
+        if first is None:
+            first = (o.clone(), s.clone())
+        assert torch.equal(o, first[0]) and torch.equal(s, first[1])
+    bad_page = int(kv.indptr[2]) + 100  # a page in the middle of request 2 (2500 tokens: split)
+    good = indices[bad_page].item()
+    indices[bad_page] = kv.num_pages + 5
+    o, s = w.run(q, kv.cache, return_lse=True)
+    sync()
+    assert torch.isnan(o[2]).all() and torch.isnan(s[2]).all()
+    for b in (0, 1, 3, 4):
+        assert torch.isfinite(o[b].float()).all() and torch.isfinite(s[b]).all()
+    indices[bad_page] = good
+    o, s = run_into(w, q, (kv.cache,), dtype, use_out=True)
+    check(o, s, ref_o, ref_s, dtype)
+
+
 @pytest.mark.parametrize("where", ["numpy", "device"])
 def test_decode_validate_rejects_out_of_range_page(where):
     d, dtype = compiled()

@@ -45,9 +45,12 @@ struct PlanOptions {
   int64_t float_workspace_bytes = 0;
 };
 
-// One CTA job; mirrors detail::AttnWorkItem (cpp/src/launch.h).
-struct PlanWorkItem {
-  int32_t request, qo_tile, kv_begin, kv_end, partial, splits;
+// One CTA job; mirrors detail::AttnWorkItem (cpp/src/launch.h): the request's KV chunk
+// [kv_begin, kv_end) (chunk index `chunk`), its partial rows (partial < 0: unsplit), the in-kernel
+// merge slot (merge < 0: none), and the request's qo_begin, qo_len, kv_len, kv_base.
+struct alignas(16) PlanWorkItem {
+  int32_t request, qo_tile, kv_begin, kv_end, partial, splits, chunk, merge;
+  int32_t qo_begin, qo_len, kv_len, kv_base;
 };
 
 struct AttnPlan {
@@ -74,6 +77,10 @@ struct AttnPlan {
   // kv_indices entry), filled on the device by each run; not part of the uploaded image.
   int64_t off_req_bad = 0, off_page_off = 0, page_off_capacity = 0;
   int64_t merge_rows = 0;               // rows the merge covers (capacity_rows in graph mode)
+  // FA2 decode tile: the last CTA of each split group merges it (no merge kernel). Counters
+  // [merge_groups x num_kv_heads] int32 at off_merge_ctr, zero in the image and at rest.
+  bool merge_in_kernel = false;
+  int64_t merge_groups = 0, off_merge_ctr = 0;
   int64_t int_workspace_bytes = 0;      // exact need of this plan
   int64_t float_workspace_bytes = 0;
   int64_t partial_capacity = 0;         // partial rows the float workspace holds (fixes its layout)
