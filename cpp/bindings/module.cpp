@@ -207,8 +207,9 @@ NB_MODULE(_C, m) {
          const OptArray& kv_indices, int num_qo_heads, int num_kv_heads, int head_dim, int page_size, bool causal,
          int tile_rows, int target_ctas, int min_chunk_tokens, bool allow_split, int out_elem_bytes,
          int64_t capacity_batch, int64_t capacity_rows, int fixed_grid, int64_t int_ws_bytes, int64_t float_ws_bytes,
-         const std::string& backend, int64_t capacity_pages) {
+         const std::string& backend, int64_t capacity_pages, int64_t fixed_chunk_tokens) {
         kvinfer::PlanOptions o;
+        o.fixed_chunk_tokens = fixed_chunk_tokens;
         o.backend = parse_backend(backend);
         o.capacity_pages = capacity_pages;
         o.num_qo_heads = num_qo_heads, o.num_kv_heads = num_kv_heads, o.head_dim = head_dim;
@@ -228,7 +229,8 @@ NB_MODULE(_C, m) {
       nb::arg("page_size"), nb::arg("causal"), nb::arg("tile_rows"), nb::arg("target_ctas"),
       nb::arg("min_chunk_tokens"), nb::arg("allow_split"), nb::arg("out_elem_bytes"), nb::arg("capacity_batch"),
       nb::arg("capacity_rows"), nb::arg("fixed_grid"), nb::arg("int_workspace_bytes"),
-      nb::arg("float_workspace_bytes"), nb::arg("backend") = "fa2", nb::arg("capacity_pages") = 0);
+      nb::arg("float_workspace_bytes"), nb::arg("backend") = "fa2", nb::arg("capacity_pages") = 0,
+      nb::arg("fixed_chunk_tokens") = 0);
 
   m.def(
       "upload_plan",

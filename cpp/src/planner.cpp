@@ -103,14 +103,21 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     if (tiles[b] > 0) max_len = std::max<int64_t>(max_len, p.kv_len[b]);
   }
   // The grid cannot finish before total work / target_ctas (tokens per CTA slot), nor before its
-  // longest chunk. Chunks of about that share (rounded up to min_chunk_tokens, at most the longest
+  // longest chunk. Chunks of about that share (at least min_chunk_tokens, at most the longest
   // request) make the two bounds meet: a skewed batch splits only its long requests, and a batch
   // that already fills the GPU is not split at all.
+  // Chunks are whole KV tiles of the kernel (granule): chunks rounded up to min_chunk_tokens cut 2048
+  // tokens as 768 + 768 + 512, and the grid waits on the 768-token CTAs.
   const int64_t unit = std::max(1, opt.min_chunk_tokens);
+  const int64_t granule = fa3 ? detail::sm90_kv_rows(opt.head_dim) : 64;
+  auto round_up = [&](int64_t x) { return ceil_div(x, granule) * granule; };
   const int64_t share = ceil_div(total * opt.num_kv_heads, std::max(1, opt.target_ctas));
-  p.chunk_tokens = opt.allow_split ? std::min(max_len, std::max(unit, ceil_div(share, unit) * unit)) : max_len;
+  p.chunk_tokens = opt.allow_split ? std::min(max_len, std::max(unit, round_up(share))) : max_len;
   p.chunk_tokens = std::max<int64_t>(p.chunk_tokens, 1);
-  if (opt.allow_split && opt.target_ctas > 0) {
+  if (opt.fixed_chunk_tokens > INT32_MAX) bad("fixed_split_size: must be below 2^31 tokens");
+  const bool fixed = opt.allow_split && opt.fixed_chunk_tokens > 0;
+  if (fixed) p.chunk_tokens = opt.fixed_chunk_tokens;
+  if (opt.allow_split && !fixed && opt.target_ctas > 0) {
     // Wave quantisation: equal-length jobs finish in ceil(jobs / slots) waves, so 512 jobs on 396
     // slots take two full waves for 1.3 waves of work. Among the share-based chunk and the lengths
     // max_len / s, take the one with the fewest estimated waves x (job length + a fixed cost per
@@ -136,7 +143,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     };
     int64_t best = p.chunk_tokens, best_cost = cost(best), prev = -1;
     for (int64_t sp = 1; sp <= 8; ++sp) {
-      const int64_t c = std::min(max_len, ceil_div(ceil_div(max_len, sp), unit) * unit);
+      const int64_t c = std::min(max_len, round_up(ceil_div(max_len, sp)));
       if (c < unit && c < max_len) break;
       if (c == prev || c == best) continue;
       prev = c;

@@ -457,8 +457,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
         if (lse_dst && j == 0) *lse_dst = (sum > 0.f ? mu + __log2f(sum) : -INFINITY) + poison;
       }
       // A split group's last CTA merges the group's partial rows (plans; else the merge kernel does).
-      if (job.merge >= 0 && p.merge_counters && split_group_last<kNT>(p, job, kvh))
-        merge_split_group<D, T, kNT>(p, job, kvh, row0, min(kRows, packed_rows - row0));
+      if (job.merge >= 0 && p.merge_counters && split_group_last(p, job, kvh))
+        merge_split_group<D, T, kNT, kRows>(p, job, kvh, row0, min(kRows, packed_rows - row0),
+                                            reinterpret_cast<unsigned char*>(sK), 2 * kStages * C::kSmemKVStage);
     }
   }
 }

@@ -5,13 +5,15 @@ tests can inspect a plan. Index arrays are host int32 arrays (numpy, CPU tensors
 """
 from . import _C
 from .attention import _target_ctas
+from .wrappers import _split_size
 
 DEFAULT_MIN_CHUNK_TOKENS = 256
 
 
 def plan_batch(qo_indptr, kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, *,
                causal=False, tile_rows=0, target_ctas=None, min_chunk_tokens=DEFAULT_MIN_CHUNK_TOKENS,
-               allow_split=True, out_elem_bytes=2, float_workspace_bytes=0, kv_indices=None, backend="fa2"):
+               allow_split=True, out_elem_bytes=2, float_workspace_bytes=0, kv_indices=None, backend="fa2",
+               fixed_split_size=None):
     """The plan of a batch (kvinfer._C.Plan; .arrays() gives its work items as numpy arrays).
 
     qo_indptr None means one query token per request (decode); page_size 0 means a ragged KV whose
@@ -22,12 +24,15 @@ def plan_batch(qo_indptr, kv_indptr, kv_last_page_len, num_qo_heads, num_kv_head
     plan.merge_in_kernel) by the last CTA of each split group, whose counter slot is `merge`. backend "fa3"
     plans for the Hopper kernels: 128-row query tiles, a persistent grid of at most target_ctas CTAs
     over (work item, kv head) pairs, and (paged) a page-offset region in the int workspace.
+    fixed_split_size (KV tokens) replaces the planner's split length: a request then splits the same
+    way in any batch, so its output does not depend on the batch (batch-invariant results).
     """
     if target_ctas is None:
         target_ctas = _target_ctas()
     return _C.plan_attention(qo_indptr, kv_indptr, kv_last_page_len, kv_indices, num_qo_heads, num_kv_heads,
                              head_dim, page_size, causal, tile_rows, target_ctas, min_chunk_tokens, allow_split,
-                             out_elem_bytes, 0, 0, 0, 0, float_workspace_bytes, backend)
+                             out_elem_bytes, 0, 0, 0, 0, float_workspace_bytes, backend, 0,
+                             _split_size(fixed_split_size))
 
 
 def plan_decode(kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, *,

@@ -68,6 +68,16 @@ def _dtype_bytes(dt):
     return _DTYPE_BYTES[name]
 
 
+def _split_size(fixed_split_size):
+    """plan(fixed_split_size=...): KV tokens per split chunk (None: the planner's choice)."""
+    if fixed_split_size is None:
+        return 0
+    n = int(fixed_split_size)
+    if n != fixed_split_size or n < 1:
+        raise ValueError(f"fixed_split_size: expected a positive number of KV tokens or None, got {fixed_split_size!r}")
+    return n
+
+
 class _BatchAttention:
     """Shared machinery of the batch wrappers: workspaces, planning, upload, run.
 
@@ -112,7 +122,8 @@ class _BatchAttention:
 
     def _do_plan(self, qo_indptr, kv_indptr, kv_indices, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim,
                  page_size, causal, pos_encoding_mode, window_left, logits_soft_cap, sm_scale, q_data_type,
-                 kv_data_type, custom_mask, packed_custom_mask, validate, stream):
+                 kv_data_type, custom_mask, packed_custom_mask, validate, stream, fixed_split_size=None,
+                 disable_split_kv=False):
         _check_pos_encoding(pos_encoding_mode)
         options = (bool(causal),) + _options(sm_scale, logits_soft_cap, window_left)
         if self._graph:
@@ -149,10 +160,10 @@ class _BatchAttention:
             qo, kvp, last, host_indices if validate else None, int(num_qo_heads), int(num_kv_heads), int(head_dim),
             int(page_size) if self._paged else 0, bool(causal),
             self._tile_rows or (64 if self._graph else 0),  # graph mode: one tile for every plan
-            target, _MIN_CHUNK_TOKENS, True, _dtype_bytes(q_data_type),
+            target, _MIN_CHUNK_TOKENS, not disable_split_kv, _dtype_bytes(q_data_type),
             self._capacity_batch, self._capacity_rows, graph_grid,
             int(self._int_ws.shape[0]) if self._graph else 0,  # graph mode: the captured buffer must suffice
-            self.float_workspace_bytes, be, cap_pages)
+            self.float_workspace_bytes, be, cap_pages, _split_size(fixed_split_size))
         if self._plan.int_workspace_bytes > int(self._int_ws.shape[0]):  # grows (never in graph mode)
             self._int_ws = Call(self._float_ws).empty((self._plan.int_workspace_bytes * 5 // 4,), "uint8")
         _C.upload_plan(self._plan, c.dest(self._int_ws, "int_workspace", True), c.stream)
@@ -227,10 +238,11 @@ class BatchDecodeWithPagedKVCacheWrapper(_BatchAttention):
 
     def plan(self, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
              pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, q_data_type="float16",
-             kv_data_type=None, sm_scale=None, rope_scale=None, rope_theta=None, *, validate=False, stream=None):
+             kv_data_type=None, sm_scale=None, rope_scale=None, rope_theta=None, *, validate=False, stream=None,
+             fixed_split_size=None, disable_split_kv=False):
         self._do_plan(None, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, False,
                       pos_encoding_mode, window_left, logits_soft_cap, sm_scale, q_data_type, kv_data_type, None,
-                      None, validate, stream)
+                      None, validate, stream, fixed_split_size, disable_split_kv)
 
     begin_forward = plan
 
@@ -258,12 +270,14 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchAttention):
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
              head_dim_qk, page_size, head_dim_vo=None, custom_mask=None, packed_custom_mask=None, causal=False,
              pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, sm_scale=None, rope_scale=None,
-             rope_theta=None, q_data_type="float16", kv_data_type=None, *, validate=False, stream=None):
+             rope_theta=None, q_data_type="float16", kv_data_type=None, *, validate=False, stream=None,
+             fixed_split_size=None, disable_split_kv=False):
         if head_dim_vo is not None and head_dim_vo != head_dim_qk:
             raise ValueError("head_dim_vo: must equal head_dim_qk in this build")
         self._do_plan(qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads,
                       num_kv_heads, head_dim_qk, page_size, causal, pos_encoding_mode, window_left, logits_soft_cap,
-                      sm_scale, q_data_type, kv_data_type, custom_mask, packed_custom_mask, validate, stream)
+                      sm_scale, q_data_type, kv_data_type, custom_mask, packed_custom_mask, validate, stream,
+                      fixed_split_size, disable_split_kv)
 
     begin_forward = plan
 
@@ -292,12 +306,12 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchAttention):
     def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, head_dim_vo=None, custom_mask=None,
              packed_custom_mask=None, causal=False, pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None,
              sm_scale=None, rope_scale=None, rope_theta=None, q_data_type="float16", kv_data_type=None, *,
-             stream=None):
+             stream=None, fixed_split_size=None, disable_split_kv=False):
         if head_dim_vo is not None and head_dim_vo != head_dim_qk:
             raise ValueError("head_dim_vo: must equal head_dim_qk in this build")
         self._do_plan(qo_indptr, kv_indptr, None, None, num_qo_heads, num_kv_heads, head_dim_qk, 0, causal,
                       pos_encoding_mode, window_left, logits_soft_cap, sm_scale, q_data_type, kv_data_type,
-                      custom_mask, packed_custom_mask, False, stream)
+                      custom_mask, packed_custom_mask, False, stream, fixed_split_size, disable_split_kv)
 
     begin_forward = plan
 

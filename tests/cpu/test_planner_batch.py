@@ -483,3 +483,33 @@ def test_fa3_head_section():
     assert span[p.head_section] <= 1.02 * span[heads]
     # The fa2 backend has no job order to choose.
     assert make_plan([n], [n], page_size=0, hq=heads, hkv=heads, causal=True)[0].head_section == 0
+
+
+def test_chunks_are_whole_kv_tiles():
+    """The auto split length is a multiple of the kernel's KV tile (64 tokens on FA2, 128 at D <= 128
+    on FA3): 16 x 2048 on 396 slots cuts each request in three 704/704/640 chunks, not 768/768/512."""
+    p, a = make_plan([1] * 16, [2048] * 16, 16, hq=32, hkv=8, d=128, target_ctas=396, min_chunk_tokens=256)
+    assert p.chunk_tokens == 704 and p.chunk_tokens % 64 == 0
+    for backend, tile in (("fa2", 64), ("fa3", 128)):
+        for lens in ([1] * 16, [3000] * 5 + [17]):
+            p, _ = make_plan([1] * len(lens), [2048] * len(lens) if len(lens) == 16 else lens, 16, backend=backend,
+                             target_ctas=1000, min_chunk_tokens=16)
+            assert p.chunk_tokens % tile == 0 or p.chunk_tokens == max(lens + [2048]), (backend, p.chunk_tokens)
+
+
+@pytest.mark.parametrize("tile_rows", [16, 64])
+def test_fixed_split_size_is_batch_invariant(tile_rows):
+    """fixed_split_size: a request's KV chunks do not depend on the rest of the batch."""
+    lens = [5000, 300, 1234, 17, 4096]
+    kw = dict(hq=8, hkv=2, d=128, tile_rows=tile_rows, fixed_split_size=1000)
+    p1, a1 = make_plan([1] * len(lens), lens, 16, **kw)
+    p2, a2 = make_plan([1] * 2, [lens[0], 9000], 16, target_ctas=8, **kw)
+    assert p1.chunk_tokens == p2.chunk_tokens == 1000
+    ranges = lambda a, b: sorted(zip(a["work_kv_begin"][a["work_request"] == b].tolist(),
+                                     a["work_kv_end"][a["work_request"] == b].tolist()))
+    assert ranges(a1, 0) == ranges(a2, 0) == [(c, min(c + 1000, 5000)) for c in range(0, 5000, 1000)]
+    assert ranges(a1, 1) == [(0, 300)]  # shorter than the split size: not split
+    check_coverage(p1, a1, [1] * len(lens), lens, 4)
+    for bad in (0, -5, 2.5):
+        with raises(ValueError, "fixed_split_size"):
+            make_plan([1] * len(lens), lens, 16, hq=8, hkv=2, d=128, fixed_split_size=bad)

@@ -35,6 +35,9 @@ struct PlanOptions {
   // Smallest KV chunk worth a CTA of its own, in tokens: below it the merge costs more than it gains.
   int min_chunk_tokens = 256;
   bool allow_split = true;
+  // > 0: every split chunk is this many KV tokens (no cost model): the same request splits the same
+  // way in any batch (batch-invariant results). Requests up to this long are not split.
+  int64_t fixed_chunk_tokens = 0;
   int out_elem_bytes = 2;        // element size of the output dtype (partial outputs use it)
   // Fixed layout for CUDA graphs: capacities > 0 fix every offset in the workspaces and the grid,
   // so a captured run() stays valid after a new plan() (within the capacities).

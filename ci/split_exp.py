@@ -1,0 +1,57 @@
+"""Decode split-length sweep: kvinfer batch decode (page 16, 32/8 heads, D 128, bf16) timed at the
+planner's split length and at fixed_split_size values, against cuDNN SDPA on the same shapes, in one
+process. Calibrates the planner's cost model (cpp/src/planner.cpp).
+
+    PYTHONPATH=<site> python3 ci/split_exp.py [BxL ...]   (run from outside the repo: the installed kvinfer)
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+import _common  # noqa: E402
+
+import kvinfer  # noqa: E402
+
+PS, HQ, HKV, D = 16, 32, 8, 128
+REPS = 30
+
+
+def main():
+    _common.calibrate_sleep()
+    shapes = [tuple(map(int, s.split("x"))) for s in sys.argv[1:]] or [
+        (1, 32768), (16, 2048), (16, 8192), (64, 2048), (128, 2048), (256, 2048), (64, 8192)]
+    ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    for batch, kv_len in shapes:
+        ppr = (kv_len + PS - 1) // PS
+        cache = torch.randn(batch * ppr, 2, PS, HKV, D, dtype=torch.bfloat16, device="cuda")
+        idx = torch.randperm(batch * ppr, device="cuda").to(torch.int32)
+        indptr = (np.arange(batch + 1) * ppr).astype(np.int32)
+        last = np.full(batch, kv_len - (ppr - 1) * PS, dtype=np.int32)
+        q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
+        k = torch.randn(batch, HKV, kv_len, D, dtype=torch.bfloat16, device="cuda")
+        v = torch.randn_like(k)
+        qd = torch.randn(batch, HQ, 1, D, dtype=torch.bfloat16, device="cuda")
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            cudnn = _common.time_us(lambda: F.scaled_dot_product_attention(qd, k, v, enable_gqa=True), REPS)
+        del k, v
+        sizes = [None] + sorted({min(kv_len, -(-kv_len // s + 63) // 64 * 64) for s in range(1, 13)}, reverse=True)
+        print(f"batch {batch} x {kv_len}: cuDNN {cudnn:.1f} us")
+        for size in sizes:
+            w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
+            w.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16, fixed_split_size=size)
+            us = _common.time_us(lambda: w.run(q, cache), REPS)
+            p = w.plan_info
+            jobs = p.num_work * HKV
+            print(f"  split {'auto' if size is None else size:>6} chunk {p.chunk_tokens:>6} jobs {jobs:>6} "
+                  f"{us:8.1f} us  ratio {cudnn / us:.3f}")
+        del cache
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
