@@ -61,8 +61,8 @@ def attention_instances(archs, head_dims, dtypes):
     out = []
     for d in head_dims:
         for dt in dtypes:
-            for tile in ("decode", "prefill"):
-                tile_enum = "AttnTile::k" + tile.capitalize()
+            for tile, tile_enum in (("decode", "AttnTile::kDecode"), ("decode_lean", "AttnTile::kDecodeLean"),
+                                    ("prefill", "AttnTile::kPrefill")):
                 out.append(dict(
                     family="attention",
                     name=f"attention_sm80_d{d}_{dt}_{tile}",

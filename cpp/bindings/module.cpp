@@ -168,6 +168,7 @@ NB_MODULE(_C, m) {
       .def_ro("batch", &kvinfer::AttnPlan::batch)
       .def_ro("total_qo", &kvinfer::AttnPlan::total_qo)
       .def_ro("tile_rows", &kvinfer::AttnPlan::tile_rows)
+      .def_ro("lean_decode", &kvinfer::AttnPlan::lean_decode)
       .def_ro("chunk_tokens", &kvinfer::AttnPlan::chunk_tokens)
       .def_ro("grid_x", &kvinfer::AttnPlan::grid_x)
       .def_ro("head_section", &kvinfer::AttnPlan::head_section)
@@ -207,8 +208,9 @@ NB_MODULE(_C, m) {
          const OptArray& kv_indices, int num_qo_heads, int num_kv_heads, int head_dim, int page_size, bool causal,
          int tile_rows, int target_ctas, int min_chunk_tokens, bool allow_split, int out_elem_bytes,
          int64_t capacity_batch, int64_t capacity_rows, int fixed_grid, int64_t int_ws_bytes, int64_t float_ws_bytes,
-         const std::string& backend, int64_t capacity_pages, int64_t fixed_chunk_tokens) {
+         const std::string& backend, int64_t capacity_pages, int64_t fixed_chunk_tokens, int lean_target_ctas) {
         kvinfer::PlanOptions o;
+        o.lean_target_ctas = lean_target_ctas;
         o.fixed_chunk_tokens = fixed_chunk_tokens;
         o.backend = parse_backend(backend);
         o.capacity_pages = capacity_pages;
@@ -230,7 +232,7 @@ NB_MODULE(_C, m) {
       nb::arg("min_chunk_tokens"), nb::arg("allow_split"), nb::arg("out_elem_bytes"), nb::arg("capacity_batch"),
       nb::arg("capacity_rows"), nb::arg("fixed_grid"), nb::arg("int_workspace_bytes"),
       nb::arg("float_workspace_bytes"), nb::arg("backend") = "fa2", nb::arg("capacity_pages") = 0,
-      nb::arg("fixed_chunk_tokens") = 0);
+      nb::arg("fixed_chunk_tokens") = 0, nb::arg("lean_target_ctas") = 0);
 
   m.def(
       "upload_plan",
@@ -259,10 +261,10 @@ NB_MODULE(_C, m) {
 
   m.def(
       "attention_ctas_per_sm",
-      [](int head_dim, const std::string& dtype, bool decode_tile, int device) {
-        return kvinfer::attention_ctas_per_sm(head_dim, parse_attn_dtype(dtype), decode_tile, device);
+      [](int head_dim, const std::string& dtype, bool decode_tile, int device, bool lean) {
+        return kvinfer::attention_ctas_per_sm(head_dim, parse_attn_dtype(dtype), decode_tile, device, lean);
       },
-      nb::arg("head_dim"), nb::arg("dtype"), nb::arg("decode_tile"), nb::arg("device"));
+      nb::arg("head_dim"), nb::arg("dtype"), nb::arg("decode_tile"), nb::arg("device"), nb::arg("lean") = false);
 
   // ---- attention -----------------------------------------------------------------------------
   m.def(

@@ -111,7 +111,7 @@ void check_mask(const TensorView* mask_bits, int64_t bits) {
         std::to_string(need) + " (" + std::to_string(bits) + " bits)");
 }
 
-void launch(const detail::AttnParams& p, DType dt, AttnBackend backend, int tile_rows, int device,
+void launch(const detail::AttnParams& p, DType dt, AttnBackend backend, detail::AttnTile tile, int device,
             cudaStream_t stream) {
   detail::DeviceGuard guard(device);
   if (backend == AttnBackend::kFA3) {
@@ -121,8 +121,7 @@ void launch(const detail::AttnParams& p, DType dt, AttnBackend backend, int tile
     detail::dispatch_attention_sm90(p.head_dim, dt, p, stream);
     return;
   }
-  detail::dispatch_attention(p.head_dim, dt, tile_rows == 16 ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill,
-                             p, stream);
+  detail::dispatch_attention(p.head_dim, dt, tile, p, stream);
 }
 
 // TMA descriptors of contiguous/ragged K and V for the FA3 kernel (falls back to cp.async if either
@@ -192,10 +191,11 @@ bool attention_sm90_available(int head_dim, DType dtype, int device) {
   return detail::has_attention_sm90(head_dim, dtype) && detail::device_cc(device) == 90;
 }
 
-int attention_ctas_per_sm(int head_dim, DType dtype, bool decode_tile, int device) {
+int attention_ctas_per_sm(int head_dim, DType dtype, bool decode_tile, int device, bool lean) {
   detail::DeviceGuard guard(device);
-  return detail::dispatch_attention_ctas_per_sm(head_dim, dtype,
-                                                decode_tile ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill);
+  return detail::dispatch_attention_ctas_per_sm(
+      head_dim, dtype,
+      !decode_tile ? detail::AttnTile::kPrefill : lean ? detail::AttnTile::kDecodeLean : detail::AttnTile::kDecode);
 }
 
 SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num_kv_heads, int head_dim,
@@ -290,7 +290,8 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
     set_kv_tensor_maps(p, k, v, kv_len, hkv);
     set_qo_tensor_maps(p, q, o);
   }
-  launch(p, q.dtype, sp.backend, sp.tile_rows, q.device_id, stream);
+  launch(p, q.dtype, sp.backend, sp.tile_rows == 16 ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill,
+         q.device_id, stream);
   if (sp.splits > 1)  // tmp [qo_len, splits, H, D] -> o
     merge_partials(q, o, lse, tmp_o->data, static_cast<const float*>(tmp_lse->data), sp.splits, nullptr, 0, 0, stream);
 }
@@ -389,7 +390,10 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   const bool merge_in_kernel = plan.merge_in_kernel && po.backend == AttnBackend::kFA2;
   if (merge_in_kernel) p.merge_counters = reinterpret_cast<int32_t*>(ws + plan.off_merge_ctr);
   p.grid_x = plan.grid_x;
-  launch(p, q.dtype, po.backend, plan.tile_rows, q.device_id, stream);
+  const detail::AttnTile tile = plan.tile_rows != 16 ? detail::AttnTile::kPrefill
+                                : plan.lean_decode   ? detail::AttnTile::kDecodeLean
+                                                     : detail::AttnTile::kDecode;
+  launch(p, q.dtype, po.backend, tile, q.device_id, stream);
   // Merge the split rows (graph mode: always launched, so the captured graph covers any plan).
   if (!merge_in_kernel && (plan.num_partials > 0 || graph))
     merge_partials(q, o, lse, p.partial_o, p.partial_lse, 0,

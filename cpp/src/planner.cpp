@@ -111,29 +111,30 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   const int64_t unit = std::max(1, opt.min_chunk_tokens);
   const int64_t granule = fa3 ? detail::sm90_kv_rows(opt.head_dim) : 64;
   auto round_up = [&](int64_t x) { return ceil_div(x, granule) * granule; };
-  const int64_t share = ceil_div(total * opt.num_kv_heads, std::max(1, opt.target_ctas));
-  p.chunk_tokens = opt.allow_split ? std::min(max_len, std::max(unit, round_up(share))) : max_len;
-  p.chunk_tokens = std::max<int64_t>(p.chunk_tokens, 1);
   if (opt.fixed_chunk_tokens > INT32_MAX) bad("fixed_split_size: must be below 2^31 tokens");
   const bool fixed = opt.allow_split && opt.fixed_chunk_tokens > 0;
-  if (fixed) p.chunk_tokens = opt.fixed_chunk_tokens;
-  if (opt.allow_split && !fixed && opt.target_ctas > 0) {
+  // Runs of consecutive requests with the same KV length (their query tiles summed): the cost loop
+  // runs per candidate, and a batch of equal lengths is one run.
+  struct Run { uint32_t len; int64_t tiles; };
+  std::vector<Run> runs;
+  for (int64_t b = 0; b < batch; ++b) {
+    const uint32_t len = uint32_t(p.kv_len[b]);
+    if (!runs.empty() && runs.back().len == len)
+      runs.back().tiles += tiles[b];
+    else
+      runs.push_back({len, tiles[b]});
+  }
+  // The split length for a grid of `slots` resident CTAs.
+  auto choose_chunk = [&](int64_t slots) -> int64_t {
+    if (fixed) return opt.fixed_chunk_tokens;
+    if (!opt.allow_split) return max_len;
+    const int64_t share = ceil_div(total * opt.num_kv_heads, std::max<int64_t>(1, slots));
+    const int64_t first = std::max<int64_t>(1, std::min(max_len, std::max(unit, round_up(share))));
+    if (slots <= 0) return first;
     // Wave quantisation: equal-length jobs finish in ceil(jobs / slots) waves, so 512 jobs on 396
     // slots take two full waves for 1.3 waves of work. Among the share-based chunk and the lengths
     // max_len / s, take the one with the fewest estimated waves x (job length + a fixed cost per
     // job of unit / 2 tokens: prologue, pipeline fill, epilogue, merge); ties keep the longer chunk.
-    const int64_t slots = opt.target_ctas;
-    // Runs of consecutive requests with the same KV length (their query tiles summed): the cost loop
-    // runs per candidate, and a batch of equal lengths is one run.
-    struct Run { uint32_t len; int64_t tiles; };
-    std::vector<Run> runs;
-    for (int64_t b = 0; b < batch; ++b) {
-      const uint32_t len = uint32_t(p.kv_len[b]);
-      if (!runs.empty() && runs.back().len == len)
-        runs.back().tiles += tiles[b];
-      else
-        runs.push_back({len, tiles[b]});
-    }
     auto cost = [&](int64_t chunk) {
       const uint32_t c32 = uint32_t(chunk);  // 32-bit divisions
       int64_t jobs = 0;
@@ -141,7 +142,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
       jobs *= opt.num_kv_heads;
       return ceil_div(jobs, slots) * (std::min(chunk, max_len) + unit / 2);
     };
-    int64_t best = p.chunk_tokens, best_cost = cost(best), prev = -1;
+    int64_t best = first, best_cost = cost(best), prev = -1;
     for (int64_t sp = 1; sp <= 8; ++sp) {
       const int64_t c = std::min(max_len, round_up(ceil_div(max_len, sp)));
       if (c < unit && c < max_len) break;
@@ -153,8 +154,18 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
       const int64_t keep = decode_tile ? 97 : 90;
       if (c > best ? cc <= best_cost : cc * 100 < best_cost * keep) best = c, best_cost = cc;
     }
-    p.chunk_tokens = std::max<int64_t>(best, 1);
+    return std::max<int64_t>(best, 1);
+  };
+  // The lean decode tile where its grid needs no split (batches that fill the GPU: finer jobs), else
+  // the wide one. Not in graph mode (the captured kernel serves every later plan) nor with a fixed
+  // split size (batch invariance needs one kernel for every batch).
+  const bool graph_mode = opt.capacity_batch > 0 || opt.capacity_rows > 0;
+  if (decode_tile && !fa3 && opt.lean_target_ctas > 0 && !graph_mode && !fixed) {
+    const int64_t c = choose_chunk(opt.lean_target_ctas);
+    p.lean_decode = c >= max_len;
+    if (p.lean_decode) p.chunk_tokens = c;
   }
+  if (!p.lean_decode) p.chunk_tokens = choose_chunk(opt.target_ctas);
 
   // Longest KV first, so the long jobs start early and short ones fill the tail.
   std::vector<int64_t> order(batch);

@@ -24,9 +24,13 @@ struct Config {
   // Warps along the query rows x warps along the KV tile. The decode tile (16 rows) gives each of its
   // 4 warps a quarter of every KV tile (own softmax state, merged through shared memory at the end):
   // one warp per CTA ran latency-bound at about a third of cuDNN's bandwidth (H200, 2026-11-21).
-  static constexpr bool kDecode = kTile == AttnTile::kDecode;
+  // The lean decode tile (2 KV warps, 32-token KV tiles, twice the CTAs per SM) has finer jobs: batches
+  // that fill the GPU without a split run 0.98x cuDNN with it against 0.89-0.95x with the wide one
+  // (64 / 128 / 256 x 2048, H200, 2026-11-21); few long requests need the wide tile's deeper streams.
+  static constexpr bool kLean = kTile == AttnTile::kDecodeLean;
+  static constexpr bool kDecode = kTile == AttnTile::kDecode || kLean;
   static constexpr int kWarpsQ = kDecode ? 1 : 4;
-  static constexpr int kWarpsKV = kDecode ? 4 : 1;
+  static constexpr int kWarpsKV = kLean ? 2 : kDecode ? 4 : 1;
   static constexpr int kWarps = kWarpsQ * kWarpsKV;
   static constexpr int kThreads = kWarps * 32;
   // 16-row MMA tiles per warp (attn_tile_rows): two in the D=64/128 prefill tile, where each K/V
@@ -35,15 +39,15 @@ struct Config {
   static constexpr int kMT = kRows / (kWarpsQ * 16);
   // KV tile and pipeline depth: decode is memory-bound and keeps kStages - 1 tiles in flight; the
   // prefill tile takes the largest KV tile whose registers (S 16 x kKV, O 16 x D per MMA tile) fit.
-  static constexpr int kKV = kDecode ? 64 : (D == 64 ? 64 : 32);
+  static constexpr int kKV = kLean ? 32 : kDecode ? 64 : (D == 64 ? 64 : 32);
   static constexpr int kKVW = kKV / kWarpsKV;  // KV rows per warp
   static constexpr int kStages = kDecode ? (D == 64 ? 4 : 2) : 2;
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
   static constexpr int kSmemQ = kRows * D * 2;
   static constexpr int kSmemKVStage = kKV * D * 2;
   static constexpr int kSmemBytes = kSmemQ + 2 * kStages * kSmemKVStage;
-  // Decode is latency-bound per CTA: registers are held to 3 CTAs per SM (D <= 128).
-  static constexpr int kMinBlocks = kDecode && D <= 128 ? 3 : 1;
+  // Decode is latency-bound per CTA: registers are held to 3 CTAs per SM (lean: 6) at D <= 128.
+  static constexpr int kMinBlocks = kDecode && D <= 128 ? (kLean ? 6 : 3) : 1;
   // Cross-warp merge (decode tile): per warp O (16 x D floats), m and l, over the K/V stages.
   static constexpr int kSmemMerge = kWarpsKV * 16 * (D + 2) * 4;
   static_assert(kWarpsKV == 1 || kSmemMerge <= 2 * kStages * kSmemKVStage, "merge buffer fits in the K/V stages");
@@ -125,7 +129,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     // (The prefill tile loads them at use: four warps hide the latency, and registers are short there.)
     // Pages of at least kLoadRows tokens (the common case): ids[0] and ids[1] are the two pages a
     // thread's rows can touch, slots[0] the first row's slot; smaller pages: an id per row.
-    constexpr bool kPrefetch = kTile == AttnTile::kDecode;
+    constexpr bool kPrefetch = C::kDecode;
     const bool two_pages = p.page_size >= kLoadRows;
     int ids[kLoadRows], slots[kLoadRows];
     bool bad_page = false;  // a device page id outside [0, num_pages): the job's rows become NaN

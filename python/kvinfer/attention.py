@@ -15,8 +15,8 @@ _MIN_CHUNK_TOKENS = 256
 
 
 @functools.lru_cache(maxsize=None)
-def _ctas_per_sm(head_dim, dtype, decode_tile, device_index):
-    return _C.attention_ctas_per_sm(head_dim, dtype, decode_tile, device_index) or 2
+def _ctas_per_sm(head_dim, dtype, decode_tile, device_index, lean=False):
+    return _C.attention_ctas_per_sm(head_dim, dtype, decode_tile, device_index, lean) or (4 if lean else 2)
 
 
 @functools.lru_cache(maxsize=None)
@@ -24,15 +24,17 @@ def _sm_count(device_index):
     return _C.device_sm_count(device_index)
 
 
-def _target_ctas(device_index=0, head_dim=128, dtype="bfloat16", decode_tile=False):
+def _target_ctas(device_index=0, head_dim=128, dtype="bfloat16", decode_tile=False, lean=False):
     """CTAs to aim a grid at: SMs x resident CTAs per SM of the kernel that will run (from the CUDA
-    occupancy calculator; 2 x 132 when no GPU is visible or the instance is not compiled)."""
+    occupancy calculator; 2 x 132 (lean decode tile: 4 x 132) when no GPU is visible or the instance is
+    not compiled)."""
+    per_sm = 4 if lean else 2
     if not _C.device_count():
-        return 2 * 132
+        return per_sm * 132
     dtype = {"half": "float16"}.get(str(dtype).split(".")[-1], str(dtype).split(".")[-1])
     if dtype not in ("float16", "bfloat16") or head_dim not in (64, 128, 256):
-        return 2 * _sm_count(device_index)
-    return _ctas_per_sm(int(head_dim), dtype, bool(decode_tile), device_index) * _sm_count(device_index)
+        return per_sm * _sm_count(device_index)
+    return _ctas_per_sm(int(head_dim), dtype, bool(decode_tile), device_index, lean) * _sm_count(device_index)
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,12 +68,13 @@ def _resolve_backend(backend, head_dim, dtype, device_index, *, custom_mask=Fals
 
 @functools.lru_cache(maxsize=256)
 def _launch_choice(backend, head_dim, dtype, device_index, custom_mask, decode, env_backend):
-    """(backend, target CTAs) of a call. Cached: the device queries behind them cost microseconds per
-    call, and plan() runs every step. env_backend (KVINFER_BACKEND) is part of the key, so changing
-    the override takes effect."""
+    """(backend, target CTAs, lean decode tile's target CTAs or 0) of a call. Cached: the device
+    queries behind them cost microseconds per call, and plan() runs every step. env_backend
+    (KVINFER_BACKEND) is part of the key, so changing the override takes effect."""
     be = _resolve_backend(backend, head_dim, dtype, device_index, custom_mask=custom_mask, decode=decode)
     target = _sm_count(device_index) if be == "fa3" else _target_ctas(device_index, head_dim, dtype, decode)
-    return be, target
+    lean = _target_ctas(device_index, head_dim, dtype, True, lean=True) if be == "fa2" else 0
+    return be, target, lean
 
 
 def _check_pos_encoding(pos_encoding_mode):
@@ -124,7 +127,7 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
         packed_custom_mask = pack_custom_mask(custom_mask, c, expect=(shape[0], kv_len))
     decode_tile = shape[0] * (shape[1] // max(hkv, 1)) <= 16
     dev = _device_index(q)
-    be, target = _launch_choice(backend, shape[2], q.dtype, dev, packed_custom_mask is not None, decode_tile,
+    be, target, _ = _launch_choice(backend, shape[2], q.dtype, dev, packed_custom_mask is not None, decode_tile,
                                 os.environ.get("KVINFER_BACKEND"))
     tile, splits, chunk, tmp_rows, grid, head_section = _C.plan_single(
         shape[0], kv_len, shape[1], max(hkv, 1), shape[2], target, _MIN_CHUNK_TOKENS, be, bool(causal))

@@ -148,7 +148,7 @@ class _BatchAttention:
         c = Call(self._float_ws, stream)
         dev = _device_index(self._float_ws)
         qdt = q_data_type or "float16"
-        be, target = _launch_choice(self._backend, int(head_dim), qdt, dev,
+        be, target, lean_target = _launch_choice(self._backend, int(head_dim), qdt, dev,
                                     custom_mask is not None or packed_custom_mask is not None, self._tile_rows == 16,
                                     os.environ.get("KVINFER_BACKEND"))
         if self._graph and getattr(self, "_graph_backend", be) != be:
@@ -163,7 +163,7 @@ class _BatchAttention:
             target, _MIN_CHUNK_TOKENS, not disable_split_kv, _dtype_bytes(q_data_type),
             self._capacity_batch, self._capacity_rows, graph_grid,
             int(self._int_ws.shape[0]) if self._graph else 0,  # graph mode: the captured buffer must suffice
-            self.float_workspace_bytes, be, cap_pages, _split_size(fixed_split_size))
+            self.float_workspace_bytes, be, cap_pages, _split_size(fixed_split_size), lean_target)
         if self._plan.int_workspace_bytes > int(self._int_ws.shape[0]):  # grows (never in graph mode)
             self._int_ws = Call(self._float_ws).empty((self._plan.int_workspace_bytes * 5 // 4,), "uint8")
         _C.upload_plan(self._plan, c.dest(self._int_ws, "int_workspace", True), c.stream)

@@ -40,7 +40,7 @@ def test_manifest_generates_one_file_per_instance(tmp_path):
     assert r.returncode == 0, r.stderr
     files = sorted(os.listdir(tmp_path / "instances"))
     assert files == ["append_kv_1byte.cu", "append_kv_2byte.cu", "attention_sm80_d128_bf16_decode.cu",
-                     "attention_sm80_d128_bf16_prefill.cu", "attention_sm90_d128_bf16.cu", "merge_bf16.cu",
+                     "attention_sm80_d128_bf16_decode_lean.cu", "attention_sm80_d128_bf16_prefill.cu", "attention_sm90_d128_bf16.cu", "merge_bf16.cu",
                      "merge_fp16.cu", "merge_fp32.cu"]
     cmake = (tmp_path / "instances.cmake").read_text()
     assert all(f in cmake for f in files) and "|80,90a" in cmake

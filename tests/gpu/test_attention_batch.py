@@ -68,10 +68,12 @@ DECODE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("split", ["auto", "off"])
 @pytest.mark.parametrize("i,page_size,group,hkv,layout,dtype,d,kind,feature",
                          [pytest.param(i, *c, id="ps{}-g{}-kv{}-{}-{}-d{}-{}-{}".format(*c))
                           for i, c in enumerate(DECODE_CASES)])
-def test_decode(i, page_size, group, hkv, layout, dtype, d, kind, feature):
+def test_decode(i, page_size, group, hkv, layout, dtype, d, kind, feature, split):
+    """split "off" (disable_split_kv) runs the lean decode tile on the FA2 path; "auto" splits 577."""
     require(d, dtype)
     opts = FEATURES[feature]
     rng = rng_for("batch_decode", page_size, group, hkv, layout, dtype, d, kind, feature)
@@ -84,7 +86,9 @@ def test_decode(i, page_size, group, hkv, layout, dtype, d, kind, feature):
     w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(workspace(), layout)
     indices = kv.indices_on_device() if i % 2 else kv.indices
     w.plan(host_index(kv.indptr, i // 2), indices, host_index(kv.last_page_len, i // 2), hq, hkv, d, ps,
-           q_data_type=q_data_type(dtype, i), validate=i % 4 < 2, **opts)
+           q_data_type=q_data_type(dtype, i), validate=i % 4 < 2, disable_split_kv=split == "off", **opts)
+    if w.plan_info.backend == "fa2":
+        assert w.plan_info.lean_decode == (split == "off"), "lean tile: unsplit plans only (here: all of them)"
     ref_o, ref_s = batch_reference(q, indptr_of([1] * len(kv_lens)), kv.kv, **opts)
     if i % 3 == 2:  # without LSE
         o = w.run(q, kv.cache)

@@ -41,9 +41,10 @@ KVINFER_API SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_he
 // (sm_90a instances) and the device is compute capability 9.0.
 KVINFER_API bool attention_sm90_available(int head_dim, DType dtype, int device);
 
-// Resident CTAs per SM of the decode (decode_tile) or prefill tile kernel for (head_dim, dtype) on
-// `device`: SMs x this is how many CTAs a grid should aim at. 0 when the instance is not compiled.
-KVINFER_API int attention_ctas_per_sm(int head_dim, DType dtype, bool decode_tile, int device);
+// Resident CTAs per SM of the decode (decode_tile; lean: the lean decode tile) or prefill tile kernel
+// for (head_dim, dtype) on `device`: SMs x this is how many CTAs a grid should aim at. 0 when the
+// instance is not compiled.
+KVINFER_API int attention_ctas_per_sm(int head_dim, DType dtype, bool decode_tile, int device, bool lean = false);
 
 // Single request. mask_bits: optional packed little-endian bits of a row-major [qo_len, kv_len]
 // bool mask (uint8). tmp_o [tmp_rows, H_qo, D] (q dtype) and tmp_lse [tmp_rows, H_qo] (fp32) are

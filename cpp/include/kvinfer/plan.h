@@ -38,6 +38,9 @@ struct PlanOptions {
   // > 0: every split chunk is this many KV tokens (no cost model): the same request splits the same
   // way in any batch (batch-invariant results). Requests up to this long are not split.
   int64_t fixed_chunk_tokens = 0;
+  // FA2 decode tile: target_ctas of the lean decode tile (2 KV warps, twice the CTAs per SM); > 0
+  // lets the planner pick it where its grid needs no split (AttnPlan::lean_decode). 0: wide tile only.
+  int lean_target_ctas = 0;
   int out_elem_bytes = 2;        // element size of the output dtype (partial outputs use it)
   // Fixed layout for CUDA graphs: capacities > 0 fix every offset in the workspaces and the grid,
   // so a captured run() stays valid after a new plan() (within the capacities).
@@ -59,6 +62,7 @@ struct alignas(16) PlanWorkItem {
 struct AttnPlan {
   int64_t batch = 0, total_qo = 0;      // requests and query tokens of this plan
   int tile_rows = 16;
+  bool lean_decode = false;             // the lean decode tile (PlanOptions::lean_target_ctas)
   int64_t chunk_tokens = 0;             // split length; every chunk but a request's last is this long
   int grid_x = 0;                       // CTAs along the work axis
   int head_section = 0;                 // FA3: kv heads per job section (job order; header word 2)
