@@ -39,15 +39,19 @@ def main():
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
             cudnn = _common.time_us(lambda: F.scaled_dot_product_attention(qd, k, v, enable_gqa=True), REPS)
         del k, v
-        sizes = [None] + sorted({min(kv_len, -(-kv_len // s + 63) // 64 * 64) for s in range(1, 13)}, reverse=True)
+        # auto, unsplit (the lean decode tile), then whole-tile split lengths (the wide tile).
+        sizes = [None, "off"] + sorted({min(kv_len, (-(-kv_len // s) + 63) // 64 * 64) for s in range(2, 9)},
+                                       reverse=True)
         print(f"batch {batch} x {kv_len}: cuDNN {cudnn:.1f} us")
         for size in sizes:
             w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
-            w.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16, fixed_split_size=size)
+            kw = dict(disable_split_kv=True) if size == "off" else dict(fixed_split_size=size)
+            w.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16, **kw)
             us = _common.time_us(lambda: w.run(q, cache), REPS)
             p = w.plan_info
             jobs = p.num_work * HKV
             print(f"  split {'auto' if size is None else size:>6} chunk {p.chunk_tokens:>6} jobs {jobs:>6} "
+                  f"{'lean' if p.lean_decode else 'wide'} "
                   f"{us:8.1f} us  ratio {cudnn / us:.3f}")
         del cache
         torch.cuda.empty_cache()
