@@ -124,6 +124,25 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     else
       runs.push_back({len, tiles[b]});
   }
+  // Estimated time of a grid of `slots` resident CTAs running the batch in chunks of `chunk` tokens,
+  // in token-slots of bandwidth: equal-length jobs run in waves, and every full wave occupies all
+  // slots. Decode tiles are memory-bound: a last wave of R jobs takes as long as max(R, sat) jobs
+  // would, where sat jobs keep enough bytes in flight to saturate HBM (fewer run latency-bound), so
+  // a tail of a few jobs costs most of a wave. sat is 7/10 of the slots for the wide decode tile and
+  // 1/2 for the lean one (fitted on H200, 2026-11-21, ci/split_exp.py: with it the model ranks both
+  // tiles and their split lengths as measured at 16/64/128/256 x 2048 and 16/64 x 8192). Prefill
+  // tiles are compute-bound: a wave costs a wave. Each job pays a fixed unit / 2 tokens (prologue,
+  // pipeline fill, epilogue, merge).
+  auto cost = [&](int64_t chunk, int64_t slots, bool lean = false) {
+    const uint32_t c32 = uint32_t(chunk);  // 32-bit divisions
+    int64_t jobs = 0;
+    for (const Run& r : runs) jobs += r.tiles * (r.len > c32 ? (r.len + c32 - 1) / c32 : 1);
+    jobs *= opt.num_kv_heads;
+    const int64_t waves = std::max<int64_t>(1, ceil_div(jobs, slots)), last = jobs - (waves - 1) * slots;
+    const int64_t sat = lean ? (slots + 1) / 2 : (slots * 7 + 9) / 10;
+    const int64_t eff = (waves - 1) * slots + (decode_tile ? std::max(last, sat) : slots);
+    return eff * (std::min(chunk, max_len) + unit / 2);
+  };
   // The split length for a grid of `slots` resident CTAs.
   auto choose_chunk = [&](int64_t slots) -> int64_t {
     if (fixed) return opt.fixed_chunk_tokens;
@@ -131,24 +150,14 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     const int64_t share = ceil_div(total * opt.num_kv_heads, std::max<int64_t>(1, slots));
     const int64_t first = std::max<int64_t>(1, std::min(max_len, std::max(unit, round_up(share))));
     if (slots <= 0) return first;
-    // Wave quantisation: equal-length jobs finish in ceil(jobs / slots) waves, so 512 jobs on 396
-    // slots take two full waves for 1.3 waves of work. Among the share-based chunk and the lengths
-    // max_len / s, take the one with the fewest estimated waves x (job length + a fixed cost per
-    // job of unit / 2 tokens: prologue, pipeline fill, epilogue, merge); ties keep the longer chunk.
-    auto cost = [&](int64_t chunk) {
-      const uint32_t c32 = uint32_t(chunk);  // 32-bit divisions
-      int64_t jobs = 0;
-      for (const Run& r : runs) jobs += r.tiles * (r.len > c32 ? (r.len + c32 - 1) / c32 : 1);
-      jobs *= opt.num_kv_heads;
-      return ceil_div(jobs, slots) * (std::min(chunk, max_len) + unit / 2);
-    };
-    int64_t best = first, best_cost = cost(best), prev = -1;
+    // Among the share-based chunk and the lengths max_len / s, the cheapest; ties keep the longer.
+    int64_t best = first, best_cost = cost(best, slots), prev = -1;
     for (int64_t sp = 1; sp <= 8; ++sp) {
       const int64_t c = std::min(max_len, round_up(ceil_div(max_len, sp)));
       if (c < unit && c < max_len) break;
       if (c == prev || c == best) continue;
       prev = c;
-      const int64_t cc = cost(c);
+      const int64_t cc = cost(c, slots);
       // A shorter chunk must win by a margin: the model is coarse (no causal shapes, no partial-row
       // traffic). Decode tiles write one partial row per head (3%); prefill tiles a tile of rows (10%).
       const int64_t keep = decode_tile ? 97 : 90;
@@ -156,16 +165,16 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     }
     return std::max<int64_t>(best, 1);
   };
-  // The lean decode tile where its grid needs no split (batches that fill the GPU: finer jobs), else
-  // the wide one. Not in graph mode (the captured kernel serves every later plan) nor with a fixed
-  // split size (batch invariance needs one kernel for every batch).
+  p.chunk_tokens = choose_chunk(opt.target_ctas);
+  // The lean decode tile, unsplit, where the model says it beats the wide tile's best plan (batches
+  // that fill the GPU with finer jobs). Not in graph mode (the captured kernel serves every later
+  // plan) nor with a fixed split size (batch invariance needs one kernel for every batch).
   const bool graph_mode = opt.capacity_batch > 0 || opt.capacity_rows > 0;
-  if (decode_tile && !fa3 && opt.lean_target_ctas > 0 && !graph_mode && !fixed) {
-    const int64_t c = choose_chunk(opt.lean_target_ctas);
-    p.lean_decode = c >= max_len;
-    if (p.lean_decode) p.chunk_tokens = c;
+  if (decode_tile && !fa3 && opt.lean_target_ctas > 0 && opt.target_ctas > 0 && !graph_mode && !fixed &&
+      cost(max_len, opt.lean_target_ctas, true) * 100 < cost(p.chunk_tokens, opt.target_ctas) * 97) {
+    p.lean_decode = true;
+    p.chunk_tokens = max_len;
   }
-  if (!p.lean_decode) p.chunk_tokens = choose_chunk(opt.target_ctas);
 
   // Longest KV first, so the long jobs start early and short ones fill the tail.
   std::vector<int64_t> order(batch);
