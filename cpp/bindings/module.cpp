@@ -208,8 +208,10 @@ NB_MODULE(_C, m) {
          const OptArray& kv_indices, int num_qo_heads, int num_kv_heads, int head_dim, int page_size, bool causal,
          int tile_rows, int target_ctas, int min_chunk_tokens, bool allow_split, int out_elem_bytes,
          int64_t capacity_batch, int64_t capacity_rows, int fixed_grid, int64_t int_ws_bytes, int64_t float_ws_bytes,
-         const std::string& backend, int64_t capacity_pages, int64_t fixed_chunk_tokens, int lean_target_ctas) {
+         const std::string& backend, int64_t capacity_pages, int64_t fixed_chunk_tokens, int lean_target_ctas,
+         const std::string& decode_tile) {
         kvinfer::PlanOptions o;
+        o.decode_tile_choice = decode_tile == "auto" ? 0 : decode_tile == "wide" ? 1 : decode_tile == "lean" ? 2 : -1;
         o.lean_target_ctas = lean_target_ctas;
         o.fixed_chunk_tokens = fixed_chunk_tokens;
         o.backend = parse_backend(backend);
@@ -232,7 +234,8 @@ NB_MODULE(_C, m) {
       nb::arg("min_chunk_tokens"), nb::arg("allow_split"), nb::arg("out_elem_bytes"), nb::arg("capacity_batch"),
       nb::arg("capacity_rows"), nb::arg("fixed_grid"), nb::arg("int_workspace_bytes"),
       nb::arg("float_workspace_bytes"), nb::arg("backend") = "fa2", nb::arg("capacity_pages") = 0,
-      nb::arg("fixed_chunk_tokens") = 0, nb::arg("lean_target_ctas") = 0);
+      nb::arg("fixed_chunk_tokens") = 0, nb::arg("lean_target_ctas") = 0,
+      nb::arg("decode_tile") = "auto");
 
   m.def(
       "upload_plan",

@@ -159,19 +159,25 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
       prev = c;
       const int64_t cc = cost(c, slots);
       // A shorter chunk must win by a margin: the model is coarse (no causal shapes, no partial-row
-      // traffic). Decode tiles write one partial row per head (3%); prefill tiles a tile of rows (10%).
-      const int64_t keep = decode_tile ? 97 : 90;
+      // traffic). Decode tiles write one partial row per head (1%; their model includes the tail);
+      // prefill tiles a tile of rows (10%).
+      const int64_t keep = decode_tile ? 99 : 90;
       if (c > best ? cc <= best_cost : cc * 100 < best_cost * keep) best = c, best_cost = cc;
     }
     return std::max<int64_t>(best, 1);
   };
   p.chunk_tokens = choose_chunk(opt.target_ctas);
-  // The lean decode tile, unsplit, where the model says it beats the wide tile's best plan (batches
-  // that fill the GPU with finer jobs). Not in graph mode (the captured kernel serves every later
-  // plan) nor with a fixed split size (batch invariance needs one kernel for every batch).
+  // The lean decode tile, unsplit, where the model says it beats the wide tile's best plan by 3%
+  // (batches that fill the GPU with finer jobs). Its steady state is 4% slower (its 32-token tiles
+  // pay the per-tile costs twice: 4.29 against 4.48 TB/s at 256 x 32768, H200), so its cost counts
+  // 1.04x. Not in graph mode (the captured kernel serves every later plan) nor with a fixed split
+  // size (batch invariance needs one kernel for every batch).
   const bool graph_mode = opt.capacity_batch > 0 || opt.capacity_rows > 0;
-  if (decode_tile && !fa3 && opt.lean_target_ctas > 0 && opt.target_ctas > 0 && !graph_mode && !fixed &&
-      cost(max_len, opt.lean_target_ctas, true) * 100 < cost(p.chunk_tokens, opt.target_ctas) * 97) {
+  if (opt.decode_tile_choice < 0 || opt.decode_tile_choice > 2) bad("decode_tile: expected auto, wide or lean");
+  const bool forced = opt.decode_tile_choice == 2;
+  if (decode_tile && !fa3 && !graph_mode &&
+      (forced || (opt.decode_tile_choice == 0 && opt.lean_target_ctas > 0 && opt.target_ctas > 0 && !fixed &&
+                  cost(max_len, opt.lean_target_ctas, true) * 104 < cost(p.chunk_tokens, opt.target_ctas) * 97))) {
     p.lean_decode = true;
     p.chunk_tokens = max_len;
   }

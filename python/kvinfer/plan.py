@@ -13,7 +13,7 @@ DEFAULT_MIN_CHUNK_TOKENS = 256
 def plan_batch(qo_indptr, kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, *,
                causal=False, tile_rows=0, target_ctas=None, min_chunk_tokens=DEFAULT_MIN_CHUNK_TOKENS,
                allow_split=True, out_elem_bytes=2, float_workspace_bytes=0, kv_indices=None, backend="fa2",
-               fixed_split_size=None, lean_target_ctas=0):
+               fixed_split_size=None, lean_target_ctas=0, decode_tile="auto"):
     """The plan of a batch (kvinfer._C.Plan; .arrays() gives its work items as numpy arrays).
 
     qo_indptr None means one query token per request (decode); page_size 0 means a ragged KV whose
@@ -27,14 +27,15 @@ def plan_batch(qo_indptr, kv_indptr, kv_last_page_len, num_qo_heads, num_kv_head
     fixed_split_size (KV tokens) replaces the planner's split length: a request then splits the same
     way in any batch, so its output does not depend on the batch (batch-invariant results).
     lean_target_ctas > 0 lets the planner take the lean decode tile (plan.lean_decode) where a grid of
-    that many CTAs needs no split; the wrappers pass the device's value.
+    that many CTAs needs no split; the wrappers pass the device's value. decode_tile "wide" / "lean"
+    overrides that choice (tests, experiments; "lean" plans are unsplit).
     """
     if target_ctas is None:
         target_ctas = _target_ctas()
     return _C.plan_attention(qo_indptr, kv_indptr, kv_last_page_len, kv_indices, num_qo_heads, num_kv_heads,
                              head_dim, page_size, causal, tile_rows, target_ctas, min_chunk_tokens, allow_split,
                              out_elem_bytes, 0, 0, 0, 0, float_workspace_bytes, backend, 0,
-                             _split_size(fixed_split_size), lean_target_ctas)
+                             _split_size(fixed_split_size), lean_target_ctas, decode_tile)
 
 
 def plan_decode(kv_indptr, kv_last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size, *,

@@ -87,6 +87,7 @@ class _BatchAttention:
 
     _paged = True
     _tile_rows = 0  # 0: the planner picks (16-row decode tile when every request fits)
+    _decode_tile = "auto"  # the planner's wide / lean decode tile choice ("wide" / "lean": tests, experiments)
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, *, capacity_batch=0,
                  capacity_rows=0, kv_indices_buffer=None, int_workspace_bytes=INT_WORKSPACE_BYTES, backend="auto"):
@@ -163,7 +164,8 @@ class _BatchAttention:
             target, _MIN_CHUNK_TOKENS, not disable_split_kv, _dtype_bytes(q_data_type),
             self._capacity_batch, self._capacity_rows, graph_grid,
             int(self._int_ws.shape[0]) if self._graph else 0,  # graph mode: the captured buffer must suffice
-            self.float_workspace_bytes, be, cap_pages, _split_size(fixed_split_size), lean_target)
+            self.float_workspace_bytes, be, cap_pages, _split_size(fixed_split_size), lean_target,
+            self._decode_tile)
         if self._plan.int_workspace_bytes > int(self._int_ws.shape[0]):  # grows (never in graph mode)
             self._int_ws = Call(self._float_ws).empty((self._plan.int_workspace_bytes * 5 // 4,), "uint8")
         _C.upload_plan(self._plan, c.dest(self._int_ws, "int_workspace", True), c.stream)

@@ -516,8 +516,9 @@ def test_fixed_split_size_is_batch_invariant(tile_rows):
 
 
 def test_lean_decode_tile_where_no_split_is_needed():
-    """With a lean decode tile's target, the planner takes it where that grid needs no split (batches
-    that fill the GPU), else the wide decode tile; never with a fixed split size or a prefill tile."""
+    """With a lean decode tile's target, the planner takes it (unsplit) where its cost model says it beats
+    the wide tile's best plan (batches that fill the GPU), else the wide decode tile; never with a
+    fixed split size or a prefill tile."""
     kw = dict(hq=32, hkv=8, d=128, tile_rows=16, target_ctas=396, lean_target_ctas=528)
     p, a = make_plan([1] * 64, [2048] * 64, 16, **kw)
     assert p.lean_decode and p.num_partials == 0 and p.chunk_tokens == 2048 and p.tile_rows == 16
@@ -528,3 +529,10 @@ def test_lean_decode_tile_where_no_split_is_needed():
     assert not make_plan([1] * 64, [2048] * 64, 16, fixed_split_size=4096, **kw)[0].lean_decode
     assert not make_plan([1] * 64, [2048] * 64, 16, **dict(kw, lean_target_ctas=0))[0].lean_decode
     assert not make_plan([40] * 64, [2048] * 64, 16, **dict(kw, tile_rows=64))[0].lean_decode
+    # The override: "wide" never, "lean" always (unsplit).
+    assert not make_plan([1] * 64, [2048] * 64, 16, decode_tile="wide", **kw)[0].lean_decode
+    p, a = make_plan([1] * 16, [8192] * 16, 16, decode_tile="lean", **kw)
+    assert p.lean_decode and p.num_partials == 0 and p.chunk_tokens == 8192
+    check_coverage(p, a, [1] * 16, [8192] * 16, 4)
+    with raises(ValueError, "decode_tile"):
+        make_plan([1] * 4, [100] * 4, 16, decode_tile="narrow", **kw)

@@ -68,12 +68,13 @@ DECODE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("split", ["auto", "off"])
+@pytest.mark.parametrize("tile", ["auto", "lean"])
 @pytest.mark.parametrize("i,page_size,group,hkv,layout,dtype,d,kind,feature",
                          [pytest.param(i, *c, id="ps{}-g{}-kv{}-{}-{}-d{}-{}-{}".format(*c))
                           for i, c in enumerate(DECODE_CASES)])
-def test_decode(i, page_size, group, hkv, layout, dtype, d, kind, feature, split):
-    """split "off" (disable_split_kv) runs the lean decode tile on the FA2 path; "auto" splits 577."""
+def test_decode(i, page_size, group, hkv, layout, dtype, d, kind, feature, tile):
+    """tile "lean" forces the lean decode tile (FA2 path; unsplit); "auto" takes the wide one here and
+    splits 577."""
     require(d, dtype)
     opts = FEATURES[feature]
     rng = rng_for("batch_decode", page_size, group, hkv, layout, dtype, d, kind, feature)
@@ -84,11 +85,12 @@ def test_decode(i, page_size, group, hkv, layout, dtype, d, kind, feature, split
     hq = group * hkv
     q = randn(rng, (len(kv_lens), hq, d), dtype)
     w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(workspace(), layout)
+    w._decode_tile = tile
     indices = kv.indices_on_device() if i % 2 else kv.indices
     w.plan(host_index(kv.indptr, i // 2), indices, host_index(kv.last_page_len, i // 2), hq, hkv, d, ps,
-           q_data_type=q_data_type(dtype, i), validate=i % 4 < 2, disable_split_kv=split == "off", **opts)
-    if w.plan_info.backend == "fa2":
-        assert w.plan_info.lean_decode == (split == "off"), "lean tile: unsplit plans only (here: all of them)"
+           q_data_type=q_data_type(dtype, i), validate=i % 4 < 2, **opts)
+    assert w.plan_info.lean_decode == (tile == "lean")
+    assert (w.plan_info.num_partials > 0) == (tile == "auto"), "577 tokens: split by the wide tile's plan"
     ref_o, ref_s = batch_reference(q, indptr_of([1] * len(kv_lens)), kv.kv, **opts)
     if i % 3 == 2:  # without LSE
         o = w.run(q, kv.cache)
