@@ -83,7 +83,7 @@ def bench_kvinfer(batch, kv_len, nsets, reps, row):
                              PLAN_REPS)
     p = w.plan_info
     row.update(num_work=int(p.num_work), num_partials=int(p.num_partials), chunk_tokens=int(p.chunk_tokens),
-               tile_rows=int(p.tile_rows))
+               tile_rows=int(p.tile_rows), tile="lean" if p.lean_decode else "wide")
     if err > ATOL:
         row["status"] = f"wrong: max abs error {err:.3g} vs float32 reference (tolerance {ATOL})"
 
@@ -252,7 +252,7 @@ def main():
         label = f"batch {r['batch']} x {r['kv_len']}"
         if r["status"] != "ok":
             notes.append((label, f"kvinfer {r['status']}"))
-        plan = (f"{r['num_work']} / {r['num_partials']} / {r['chunk_tokens']} / {r['tile_rows']}"
+        plan = (f"{r['num_work']} / {r['num_partials']} / {r['chunk_tokens']} / {r.get('tile', r['tile_rows'])}"
                 if "num_work" in r else "n/a")
         peers = []
         for name in ("cudnn", "flash"):
