@@ -387,7 +387,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
     set_paged_tensor_maps(p, k, v, hkv);
   }
   // FA2 decode tile: the last CTA of each split group merges it (the counters sit in the int workspace).
-  const bool merge_in_kernel = plan.merge_in_kernel && po.backend == AttnBackend::kFA2;
+  const bool merge_in_kernel = plan.merge_in_kernel;  // FA2 decode-tile plans only (the planner's rule)
   if (merge_in_kernel) p.merge_counters = reinterpret_cast<int32_t*>(ws + plan.off_merge_ctr);
   p.grid_x = plan.grid_x;
   const detail::AttnTile tile = plan.tile_rows != 16 ? detail::AttnTile::kPrefill

@@ -91,6 +91,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     }
   }
 
+  const bool graph = opt.capacity_batch > 0 || opt.capacity_rows > 0;  // CUDA-graph mode: fixed layout
   const bool decode_tile = !fa3 && (opt.tile_rows ? opt.tile_rows == 16 : max_rows <= 16);
   p.tile_rows = fa3 ? detail::kSm90TileRows
                     : detail::attn_tile_rows(decode_tile ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill,
@@ -172,10 +173,9 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   // pay the per-tile costs twice: 4.29 against 4.48 TB/s at 256 x 32768, H200), so its cost counts
   // 1.04x. Not in graph mode (the captured kernel serves every later plan) nor with a fixed split
   // size (batch invariance needs one kernel for every batch).
-  const bool graph_mode = opt.capacity_batch > 0 || opt.capacity_rows > 0;
   if (opt.decode_tile_choice < 0 || opt.decode_tile_choice > 2) bad("decode_tile: expected auto, wide or lean");
   const bool forced = opt.decode_tile_choice == 2;
-  if (decode_tile && !fa3 && !graph_mode &&
+  if (decode_tile && !fa3 && !graph &&
       (forced || (opt.decode_tile_choice == 0 && opt.lean_target_ctas > 0 && opt.target_ctas > 0 && !fixed &&
                   cost(max_len, opt.lean_target_ctas, true) * 104 < cost(p.chunk_tokens, opt.target_ctas) * 97))) {
     p.lean_decode = true;
@@ -225,7 +225,6 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     }
   }
   p.merge_groups = next_group;
-  const bool graph = opt.capacity_batch > 0 || opt.capacity_rows > 0;
   if (graph && (batch > opt.capacity_batch || p.total_qo > opt.capacity_rows))
     bad("plan: batch of " + std::to_string(batch) + " requests / " + std::to_string(p.total_qo) +
         " query tokens exceeds the CUDA-graph capacity given at construction (" + std::to_string(opt.capacity_batch) +
