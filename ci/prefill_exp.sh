@@ -16,13 +16,13 @@ kernel=cuda/sm80/attention_kernel.cuh
 launch=cpp/src/launch.h
 cp $kernel /tmp/pexp_kernel.orig; cp $launch /tmp/pexp_launch.orig
 restore() { cp /tmp/pexp_kernel.orig $kernel; cp /tmp/pexp_launch.orig $launch; }
-for v in ${PREFILL_VARIANTS:-base:32:2:32:4:64:2}; do
+for v in ${PREFILL_VARIANTS:-base:64:2:64:8:128:2}; do
   IFS=: read -r name kv128 st128 kv256 w256 rows256 st256 <<< "$v"
   restore
-  sed -i -e "s/static constexpr int kWarpsQ = kDecode ? 1 : 4;/static constexpr int kWarpsQ = kDecode ? 1 : (D == 256 ? $w256 : 4);/" \
-         -e "s/kKV = kLean ? 32 : kDecode ? 64 : (D == 64 ? 64 : 32);/kKV = kLean ? 32 : kDecode ? 64 : (D == 64 ? 64 : D == 128 ? $kv128 : $kv256);/" \
+  sed -i -e "s/static constexpr int kWarpsQ = kDecode ? 1 : (D == 256 ? 8 : 4);/static constexpr int kWarpsQ = kDecode ? 1 : (D == 256 ? $w256 : 4);/" \
+         -e "s/kKV = kLean ? 32 : 64;/kKV = kLean ? 32 : kDecode ? 64 : (D == 64 ? 64 : D == 128 ? $kv128 : $kv256);/" \
          -e "s/kStages = kDecode ? (D == 64 ? 4 : 2) : 2;/kStages = kDecode ? (D == 64 ? 4 : 2) : (D == 128 ? $st128 : D == 256 ? $st256 : 2);/" $kernel
-  sed -i "s/(head_dim == 256 ? 64 : 128)/(head_dim == 256 ? $rows256 : 128)/" $launch
+  sed -i "s/return t == AttnTile::kPrefill ? 128 : 16;/return t == AttnTile::kPrefill ? (head_dim == 256 ? $rows256 : 128) : 16;/; s/AttnTile t, int \/\*head_dim\*\/)/AttnTile t, int head_dim)/" $launch
   grep -q "D == 128 ? $kv128 : $kv256" $kernel && grep -q "D == 256 ? $w256 : 4" $kernel && grep -q "D == 128 ? $st128" $kernel \
     && grep -q "head_dim == 256 ? $rows256 : 128" $launch || { echo "patch failed"; restore; exit 1; }
   site=/tmp/pexp_$name

@@ -29,17 +29,21 @@ struct Config {
   // (64 / 128 / 256 x 2048, H200, 2026-11-21); few long requests need the wide tile's deeper streams.
   static constexpr bool kLean = kTile == AttnTile::kDecodeLean;
   static constexpr bool kDecode = kTile == AttnTile::kDecode || kLean;
-  static constexpr int kWarpsQ = kDecode ? 1 : 4;
+  static constexpr int kWarpsQ = kDecode ? 1 : (D == 256 ? 8 : 4);
   static constexpr int kWarpsKV = kLean ? 2 : kDecode ? 4 : 1;
   static constexpr int kWarps = kWarpsQ * kWarpsKV;
   static constexpr int kThreads = kWarps * 32;
   // 16-row MMA tiles per warp (attn_tile_rows): two in the D=64/128 prefill tile, where each K/V
-  // fragment read from shared memory then feeds two MMAs.
+  // fragment read from shared memory then feeds two MMAs; one at D 256 (8 warps), where O takes the registers.
   static constexpr int kRows = attn_tile_rows(kTile, D);
   static constexpr int kMT = kRows / (kWarpsQ * 16);
-  // KV tile and pipeline depth: decode is memory-bound and keeps kStages - 1 tiles in flight; the
-  // prefill tile takes the largest KV tile whose registers (S 16 x kKV, O 16 x D per MMA tile) fit.
-  static constexpr int kKV = kLean ? 32 : kDecode ? 64 : (D == 64 ? 64 : 32);
+  // KV tile and pipeline depth: decode is memory-bound and keeps kStages - 1 tiles in flight. Prefill
+  // takes 64-token tiles: against 32 at D 128 / 256, 1.07x / 1.03-1.05x (fewer barriers and Q
+  // fragment reloads per MMA; H200, 2026-11-21, ci/prefill_exp.sh). A software-pipelined variant
+  // (two 32-token S tiles live, the next S = Q K^T issued with this step's softmax, K and V in
+  // separate cp.async groups) ran 0.90x of this: at 255 registers ptxas re-serialises the softmax
+  // behind the MMAs and spills more.
+  static constexpr int kKV = kLean ? 32 : 64;
   static constexpr int kKVW = kKV / kWarpsKV;  // KV rows per warp
   static constexpr int kStages = kDecode ? (D == 64 ? 4 : 2) : 2;
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
@@ -70,10 +74,16 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
 
   const int tid = threadIdx.x, lane = tid & 31;
   const int wq = (tid >> 5) % C::kWarpsQ, wk = (tid >> 5) / C::kWarpsQ;  // this warp's row and KV slots
-  // A flat grid with the KV head fastest: the heads of one work item run side by side, so a paged
-  // NHD cache's pages (all heads of a token adjacent) are read from DRAM in one short window.
-  const int kvh = int(blockIdx.x % unsigned(p.num_kv_heads));
-  const int work0 = int(blockIdx.x / unsigned(p.num_kv_heads)), work_step = int(gridDim.x / unsigned(p.num_kv_heads));
+  // A flat grid of grid_x x num_kv_heads CTAs. Decode and causal prefill: the KV head fastest, so the
+  // heads of one work item run side by side (a paged NHD cache's pages, all heads of a token adjacent,
+  // are read from DRAM in one short window; causal items, heaviest first, start in that order).
+  // Non-causal prefill: the work item fastest, so a request's query tiles run side by side and share
+  // its K/V in L2: 1.03-1.09x at seqlen 16384 (H200, 2026-11-21), where causal lost 4-6%.
+  const unsigned grid_x = gridDim.x / unsigned(p.num_kv_heads);
+  const bool head_fastest = C::kDecode || p.causal;
+  const int kvh = int(head_fastest ? blockIdx.x % unsigned(p.num_kv_heads) : blockIdx.x / grid_x);
+  const int work0 = int(head_fastest ? blockIdx.x / unsigned(p.num_kv_heads) : blockIdx.x % grid_x);
+  const int work_step = int(grid_x);
   const int group = p.group;
   const float log2e = 1.4426950408889634f;
   const bool cap = p.soft_cap > 0.f;

@@ -1,4 +1,4 @@
-// Launcher of the FA2-class attention kernel: a flat grid of grid_x x kv heads CTAs (head fastest),
+// Launcher of the FA2-class attention kernel: a flat grid of grid_x x kv heads CTAs (the kernel maps it),
 // dynamic shared memory.
 #pragma once
 #include "common/types.cuh"
