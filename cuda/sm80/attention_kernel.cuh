@@ -228,14 +228,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     float m[kMT][2], l[kMT][2];
     // This thread's rows: g and g + 8 of each of its warp's MMA tiles, and their query tokens.
     const int g = lane >> 2, tq = lane & 3;
-    int qrow[kMT][2];
 #pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        m[mt][h] = -INFINITY, l[mt][h] = 0.f;
-        qrow[mt][h] = (row0 + (wq * kMT + mt) * 16 + g + 8 * h) / group;
-      }
+    for (int mt = 0; mt < kMT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.f;
 
     // ldmatrix offsets: Q (A operand: rows lane % 16, chunk half lane / 16), K (B operand: rows
     // lane % 8 + 8 * (lane / 16), chunk half (lane / 8) % 2), V (B operand, transposed: rows
@@ -292,7 +286,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             // Allowed keys of this row as one range [lo, hi] (bounds, causal, window), then bits.
-            const int qi = qrow[mt][h];
+            const int qi = (row0 + (wq * kMT + mt) * 16 + g + 8 * h) / group;
             int lo = kv_lo, hi = kv_hi - 1;
             if (p.causal) hi = min(hi, qi + offset);
             if (p.window_left >= 0) lo = max(lo, qi + offset - p.window_left);
