@@ -301,7 +301,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
                   const int kv = base + n * 8 + 2 * tq + e;
                   bool ok = kv >= lo && kv <= hi;
                   if (ok && p.mask_bits) {
-                    const int64_t bit = job.mask_offset + int64_t(qi) * job.kv_len + kv;
+                    // The request's offset loads here (mask path only): no register holds it.
+                    const int64_t bit = (p.req_mask_offset ? p.req_mask_offset[job.request] : 0) +
+                                        int64_t(qi) * job.kv_len + kv;
                     ok = (p.mask_bits[bit >> 3] >> (bit & 7)) & 1;
                   }
                   x = ok ? x : -INFINITY;
