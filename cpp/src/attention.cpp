@@ -205,7 +205,7 @@ SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num
   const int64_t group = num_kv_heads > 0 ? num_qo_heads / num_kv_heads : 1;
   sp.tile_rows = backend == AttnBackend::kFA3 ? detail::kSm90TileRows
                  : qo_len * group <= 16       ? 16
-                                              : detail::attn_tile_rows(detail::AttnTile::kPrefill, head_dim);
+                                              : detail::attn_tile_rows(detail::AttnTile::kPrefill);
   const int64_t ctas = ceil_div(qo_len * group, sp.tile_rows) * num_kv_heads;
   sp.chunk_tokens = std::max<int64_t>(kv_len, 1);
   // Split the KV when the query tiles alone leave most of the GPU idle (decode, short prefill over a
@@ -265,7 +265,7 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
   }
   const bool fa3 = sp.backend == AttnBackend::kFA3;
   if (fa3 ? sp.tile_rows != detail::kSm90TileRows
-          : sp.tile_rows != 16 && sp.tile_rows != detail::attn_tile_rows(detail::AttnTile::kPrefill, q.size(2)))
+          : sp.tile_rows != 16 && sp.tile_rows != detail::attn_tile_rows(detail::AttnTile::kPrefill))
     bad("plan: tile_rows does not match a compiled tile for this head_dim");
   check_fa3_options(sp.backend, mask_bits);
   detail::expect_cuda_same_device({&q, &k, &v, &o, lse, mask_bits, tmp_o, tmp_lse});

@@ -153,7 +153,7 @@ struct AttnParams {
 // kDecodeLean: the decode tile's rows with 2 KV warps over 32-token KV tiles (twice the CTAs per SM),
 // chosen by the planner for batches that fill the GPU unsplit (AttnPlan::lean_decode).
 enum class AttnTile : int { kDecode = 0, kPrefill = 1, kDecodeLean = 2 };
-constexpr int attn_tile_rows(AttnTile t, int /*head_dim*/) {
+constexpr int attn_tile_rows(AttnTile t) {
   return t == AttnTile::kPrefill ? 128 : 16;
 }
 

@@ -8,7 +8,6 @@ namespace kvinfer::detail::attn {
 struct Job {
   int request, qo_tile, kv_begin, kv_end, partial, splits, chunk, merge;
   int qo_begin, qo_len, kv_len, kv_base;  // kv_base: first page (paged) or token (ragged)
-  int64_t mask_offset;
 };
 
 // Work item w of a plan: three 16-byte loads (the request's metadata is in the item).
@@ -23,13 +22,12 @@ __device__ __forceinline__ void load_item(const AttnParams& p, int w, Job& j) {
 __device__ __forceinline__ void load_job(const AttnParams& p, int w, Job& j) {
   if (p.work) {
     load_item(p, w, j);
-    j.mask_offset = p.req_mask_offset ? p.req_mask_offset[j.request] : 0;
   } else {
     const int chunk = w / p.implicit_qo_tiles;
     j.request = 0, j.qo_tile = w - chunk * p.implicit_qo_tiles;
     // Causal: the last query tiles see the most keys; start them first so they do not form the tail.
     if (p.causal) j.qo_tile = p.implicit_qo_tiles - 1 - j.qo_tile;
-    j.qo_begin = 0, j.qo_len = p.single_qo_len, j.kv_len = p.single_kv_len, j.kv_base = 0, j.mask_offset = 0;
+    j.qo_begin = 0, j.qo_len = p.single_qo_len, j.kv_len = p.single_kv_len, j.kv_base = 0;
     j.kv_begin = chunk * p.implicit_chunk;
     j.kv_end = min(j.kv_len, j.kv_begin + p.implicit_chunk);
     j.splits = p.implicit_splits, j.chunk = chunk, j.merge = -1;

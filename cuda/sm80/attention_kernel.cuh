@@ -35,7 +35,7 @@ struct Config {
   static constexpr int kThreads = kWarps * 32;
   // 16-row MMA tiles per warp (attn_tile_rows): two in the D=64/128 prefill tile, where each K/V
   // fragment read from shared memory then feeds two MMAs; one at D 256 (8 warps), where O takes the registers.
-  static constexpr int kRows = attn_tile_rows(kTile, D);
+  static constexpr int kRows = attn_tile_rows(kTile);
   static constexpr int kMT = kRows / (kWarpsQ * 16);
   // KV tile and pipeline depth: decode is memory-bound and keeps kStages - 1 tiles in flight. Prefill
   // takes 64-token tiles: against 32 at D 128 / 256, 1.07x / 1.03-1.05x (fewer barriers and Q
