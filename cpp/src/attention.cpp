@@ -87,7 +87,8 @@ void check_heads(int64_t hq, int64_t hkv, const char* kv_name) {
 
 void fill_common(detail::AttnParams& p, const TensorView& q, const TensorView& o, const TensorView* lse,
                  const TensorView* mask_bits, const AttentionOptions& opt, int64_t hkv) {
-  p.num_qo_heads = int(q.size(1)), p.num_kv_heads = int(hkv), p.group = int(q.size(1) / hkv);
+  p.num_qo_heads = int(q.size(1)), p.num_kv_heads = int(hkv);
+  detail::set_group(p, int(q.size(1) / hkv));
   p.head_dim = int(q.size(2));
   p.q = q.data, p.q_stride_n = q.strides[0], p.q_stride_h = q.strides[1];
   p.o = o.data, p.o_stride_n = o.strides[0], p.o_stride_h = o.strides[1];

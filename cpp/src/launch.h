@@ -77,6 +77,9 @@ static_assert(sizeof(AttnWorkItem) == 48, "three 16-byte loads");
 
 struct AttnParams {
   int num_qo_heads = 0, num_kv_heads = 0, group = 1, head_dim = 0;
+  // Division of a packed row by group as (umulhi(n, group_mul) + n) >> group_shr, exact for n < 2^31
+  // (set_group): the kernels split packed rows into (token, head) without an integer division.
+  uint32_t group_mul = 1, group_shr = 0;
   const void* q = nullptr;                 // [tokens, H_qo, D]
   int64_t q_stride_n = 0, q_stride_h = 0;
   const void* k = nullptr;                 // paged: [pages, ...]; else [tokens, ...] (layout resolved to strides)
@@ -143,6 +146,15 @@ struct AttnParams {
   bool o_tma = false;
   CUtensorMap tma_o;
 };
+
+// group and its division constants: shr = ceil(log2 group), mul = floor(2^32 (2^shr - group) / group) + 1.
+inline void set_group(AttnParams& p, int group) {
+  p.group = group;
+  uint32_t shr = 0;
+  while ((int64_t(1) << shr) < group) ++shr;
+  p.group_shr = shr;
+  p.group_mul = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << shr) - uint64_t(group))) / uint64_t(group) + 1);
+}
 
 // Tile shapes of the compiled kernels (shared by planner and instances).
 // kDecode: 16 packed rows, for few rows per request (decode: group size x 1 token).

@@ -19,6 +19,11 @@ __device__ __forceinline__ void load_item(const AttnParams& p, int w, Job& j) {
   j.qo_begin = c.x, j.qo_len = c.y, j.kv_len = c.z, j.kv_base = c.w;
 }
 
+// Packed row n -> query token n / group (AttnParams::group_mul); the head within the group is n - token * group.
+__device__ __forceinline__ int div_group(const AttnParams& p, int n) {
+  return int((__umulhi(unsigned(n), p.group_mul) + unsigned(n)) >> p.group_shr);
+}
+
 __device__ __forceinline__ void load_job(const AttnParams& p, int w, Job& j) {
   if (p.work) {
     load_item(p, w, j);

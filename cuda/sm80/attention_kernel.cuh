@@ -122,15 +122,19 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     const int num_tiles = kv_hi > tile_start ? (kv_hi - tile_start + kKV - 1) / kKV : 0;
 
     __syncthreads();  // the previous job's last reads of sQ/sK/sV are done
-    // ---- Q tile -> shared (zero rows past the end)
-    for (int i = tid; i < kRows * C::kChunks; i += kNT) {
-      const int r = i / C::kChunks, c = i % C::kChunks;
+    // ---- Q tile -> shared (zero rows past the end): thread copies chunk lc0 of rows tid / kChunks + i * kQStep
+    constexpr int kQStep = kNT / C::kChunks;
+    static_assert(kRows % kQStep == 0, "Q loader rows");
+#pragma unroll
+    for (int i = 0; i < kRows / kQStep; ++i) {
+      const int r = tid / C::kChunks + i * kQStep;
       const int pr = row0 + r;
       const bool ok = pr < packed_rows;
-      const int tok = ok ? job.qo_begin + pr / group : 0;
-      const int head = kvh * group + (ok ? pr % group : 0);
-      const T* src = static_cast<const T*>(p.q) + int64_t(tok) * p.q_stride_n + int64_t(head) * p.q_stride_h + c * 8;
-      cp_async_16(sQ + swz<D>(r, c), ok ? src : static_cast<const T*>(p.q), ok);
+      const int qi = div_group(p, pr);
+      const int tok = ok ? job.qo_begin + qi : 0;
+      const int head = kvh * group + (ok ? pr - qi * group : 0);
+      const T* src = static_cast<const T*>(p.q) + int64_t(tok) * p.q_stride_n + int64_t(head) * p.q_stride_h + lc0 * 8;
+      cp_async_16(sQ + swz<D>(r, lc0), ok ? src : static_cast<const T*>(p.q), ok);
     }
     cp_async_commit();
 
@@ -285,32 +289,52 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
         for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            // Allowed keys of this row as one range [lo, hi] (bounds, causal, window), then bits.
-            const int qi = (row0 + (wq * kMT + mt) * 16 + g + 8 * h) / group;
+            // Allowed keys of this row as one range [lo, hi] (bounds, causal, window), taken relative
+            // to the thread's first key base + 2 tq: element (n, e) is then key 8 n + e, a constant.
+            const int qi = div_group(p, row0 + (wq * kMT + mt) * 16 + g + 8 * h);
             int lo = kv_lo, hi = kv_hi - 1;
             if (p.causal) hi = min(hi, qi + offset);
             if (p.window_left >= 0) lo = max(lo, qi + offset - p.window_left);
             if (qi >= job.qo_len) hi = lo - 1;
+            lo -= base + 2 * tq, hi -= base + 2 * tq;
 #pragma unroll
             for (int n = 0; n < kNS; ++n)
 #pragma unroll
               for (int e = 0; e < 2; ++e) {
                 float x = s[mt][n][2 * h + e];
-                if (cap) x = tanhf(x * pre) * post;
-                if (need_mask) {
-                  const int kv = base + n * 8 + 2 * tq + e;
-                  bool ok = kv >= lo && kv <= hi;
-                  if (ok && p.mask_bits) {
-                    // The request's offset loads here (mask path only): no register holds it.
-                    const int64_t bit = (p.req_mask_offset ? p.req_mask_offset[job.request] : 0) +
-                                        int64_t(qi) * job.kv_len + kv;
-                    ok = (p.mask_bits[bit >> 3] >> (bit & 7)) & 1;
-                  }
-                  x = ok ? x : -INFINITY;
-                }
+                if (cap) x = fast_tanh(x * pre) * post;
+                if (need_mask) x = (8 * n + e >= lo && 8 * n + e <= hi) ? x : -INFINITY;
                 s[mt][n][2 * h + e] = x;
               }
           }
+        // Custom mask (rare): a row's bits of this thread's keys gathered in a loop (compact code: the
+        // prologue and loop stay in the instruction cache), then applied to the allowed keys.
+        if (need_mask && p.mask_bits) {
+          const int64_t req_bit0 = p.req_mask_offset ? p.req_mask_offset[job.request] : 0;
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int qi = div_group(p, row0 + (wq * kMT + mt) * 16 + g + 8 * h);
+              if (qi >= job.qo_len) continue;  // all keys masked above
+              const int k0 = base + 2 * tq;
+              const int64_t bit0 = req_bit0 + int64_t(qi) * job.kv_len + k0;
+              uint32_t keep = 0;
+#pragma unroll 1
+              for (int j = 0; j < 2 * kNS; ++j) {
+                const int off = 8 * (j >> 1) + (j & 1);
+                if (k0 + off < kv_hi) {  // inside the request's mask row
+                  const int64_t bit = bit0 + off;
+                  keep |= uint32_t((p.mask_bits[bit >> 3] >> (bit & 7)) & 1) << j;
+                }
+              }
+#pragma unroll
+              for (int n = 0; n < kNS; ++n)
+#pragma unroll
+                for (int e = 0; e < 2; ++e)
+                  if (!((keep >> (2 * n + e)) & 1)) s[mt][n][2 * h + e] = -INFINITY;
+            }
+        }
       }
 
       // ---- online softmax (rows g and g + 8; a row's 4 threads are lanes 4g .. 4g + 3)
@@ -371,8 +395,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     // (device-resident indices cannot be checked on the host without a sync; this makes them visible).
     const float poison = __syncthreads_or(bad_page) ? NAN : 0.f;
     auto row_dst = [&](int pr, T*& dst, float*& lse_dst) {
-      const int qi = pr / group;
-      const int head = kvh * group + pr % group;
+      const int qi = div_group(p, pr);
+      const int head = kvh * group + pr - qi * group;
       if (job.partial < 0) {
         dst = static_cast<T*>(p.o) + int64_t(job.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h;
         lse_dst = p.lse ? p.lse + int64_t(job.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
@@ -384,6 +408,12 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       }
     };
     if constexpr (C::kWarpsKV == 1) {
+      // Normalised rows go through this warp's own rows of sQ (no other warp reads them; the next job's
+      // Q load waits at the job's first barrier), then out in 16-byte chunks, whole rows per warp store:
+      // 4-byte stores straight from the fragments took ~3 us per job (H200, 2026-11-21). Lane i
+      // resolves the destination of the warp's row i once; the copy reads it by shuffle.
+      constexpr int kWarpRows = kMT * 16;
+      float lse_row = 0.f;  // lane i: row i's LSE (log2 units)
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -391,18 +421,38 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
           float sum = l[mt][h];
           sum += __shfl_xor_sync(0xffffffff, sum, 1);
           sum += __shfl_xor_sync(0xffffffff, sum, 2);
-          const int pr = row0 + (wq * kMT + mt) * 16 + g + 8 * h;
-          if (pr >= packed_rows) continue;
-          const float inv = sum > 0.f ? 1.f / sum : 0.f;
-          T* dst;
-          float* lse_dst;
-          row_dst(pr, dst, lse_dst);
+          const int r = (wq * kMT + mt) * 16 + g + 8 * h;
+          const float inv = sum > 0.f ? fast_rcp(sum) : 0.f;
 #pragma unroll
           for (int n = 0; n < kNO; ++n)
-            *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * tq) =
+            *reinterpret_cast<uint32_t*>(sQ + swz<D>(r, n) + 2 * tq) =
                 pack2<T>(o[mt][n][2 * h] * inv + poison, o[mt][n][2 * h + 1] * inv + poison);
-          if (lse_dst && tq == 0) *lse_dst = (sum > 0.f ? m[mt][h] * scale + __log2f(sum) : -INFINITY) + poison;
+          const float lse_v = (sum > 0.f ? m[mt][h] * scale + __log2f(sum) : -INFINITY) + poison;
+          const float from = __shfl_sync(0xffffffff, lse_v, 4 * (lane & 7));  // row g's quad leader
+          if ((lane >> 3) == 2 * mt + h) lse_row = from;
         }
+      T* my_dst = nullptr;
+      if (lane < kWarpRows && row0 + wq * kWarpRows + lane < packed_rows) {
+        float* lse_dst;
+        row_dst(row0 + wq * kWarpRows + lane, my_dst, lse_dst);
+        if (lse_dst) *lse_dst = lse_row;
+      }
+      __syncwarp();
+      static_assert(kWarpRows * C::kChunks % 32 == 0 && 32 % C::kChunks == 0, "epilogue chunks");
+      const int c = lane % C::kChunks;
+#pragma unroll
+      for (int i = 0; i < kWarpRows * C::kChunks / 32; ++i) {
+        const int rw = i * (32 / C::kChunks) + lane / C::kChunks;  // row within the warp's rows
+        T* dst = reinterpret_cast<T*>(__shfl_sync(0xffffffff, reinterpret_cast<uintptr_t>(my_dst), rw));
+        if (!dst) continue;
+        const uint4 x = *reinterpret_cast<const uint4*>(sQ + swz<D>(wq * kWarpRows + rw, c));
+        if ((reinterpret_cast<uintptr_t>(dst) & 15) == 0) {  // partials always; outputs by stride
+          *reinterpret_cast<uint4*>(dst + c * 8) = x;
+        } else {
+          uint32_t* d32 = reinterpret_cast<uint32_t*>(dst + c * 8);
+          d32[0] = x.x, d32[1] = x.y, d32[2] = x.z, d32[3] = x.w;
+        }
+      }
     } else {
       // Merge the KV warps' states through shared memory (the K/V stages are free now).
       __syncthreads();

@@ -395,7 +395,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 #pragma unroll
               for (int e = 0; e < 2; ++e) {
                 float x = sacc[4 * j + 2 * h + e];
-                if (cap) x = tanhf(x * pre) * post;
+                if (cap) x = fast_tanh(x * pre) * post;
                 if (need_mask) {
                   const int kv = tbase + j * 8 + 2 * tq + e;
                   x = (kv >= lo && kv <= hi) ? x : -INFINITY;
