@@ -393,7 +393,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
 
     // ---- epilogue: normalise, write rows (direct or partial), LSE; NaN rows for corrupt page ids
     // (device-resident indices cannot be checked on the host without a sync; this makes them visible).
-    const float poison = __syncthreads_or(bad_page) ? NAN : 0.f;
+    // Only paged KV reads page ids: ragged and contiguous jobs skip the barrier (fewer live registers).
+    const float poison = (p.page_size > 0 && __syncthreads_or(bad_page)) ? NAN : 0.f;
     auto row_dst = [&](int pr, T*& dst, float*& lse_dst) {
       const int qi = div_group(p, pr);
       const int head = kvh * group + pr - qi * group;
