@@ -59,7 +59,11 @@ struct Config {
   static_assert(kThreads % kChunks == 0, "loader shape: each thread copies one chunk of its rows");
 };
 
-template <int D, typename T, AttnTile kTile>
+// kGeneral: every KV form and option. false (prefill tile only, picked by the launcher): contiguous or
+// ragged KV without a custom mask, so the page-id loader and the mask-bit path compile away; at 255
+// registers that is what lets ptxas keep the KV loop's state: 1.01-1.03x against 0.94-0.96x torch flash
+// at D 128, 0.92-1.01x against 0.84-0.93x at D 256 (H200, 2026-11-21, ci/exp_fa2 `plain`).
+template <int D, typename T, AttnTile kTile, bool kGeneral>
 __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::kMinBlocks)
     attention_kernel(const __grid_constant__ AttnParams p) {
   using C = Config<D, kTile>;
@@ -72,6 +76,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
   T* sK = reinterpret_cast<T*>(smem_raw + C::kSmemQ);
   T* sV = sK + kStages * kKV * D;
 
+  const int page_size = kGeneral ? p.page_size : 0;  // 0: contiguous / ragged KV
+  const uint8_t* const mask_bits = kGeneral ? p.mask_bits : nullptr;
   const int tid = threadIdx.x, lane = tid & 31;
   const int wq = (tid >> 5) % C::kWarpsQ, wk = (tid >> 5) / C::kWarpsQ;  // this warp's row and KV slots
   // A flat grid of grid_x x num_kv_heads CTAs. Decode and causal prefill: the KV head fastest, so the
@@ -144,13 +150,13 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     // Pages of at least kLoadRows tokens (the common case): ids[0] and ids[1] are the two pages a
     // thread's rows can touch, slots[0] the first row's slot; smaller pages: an id per row.
     constexpr bool kPrefetch = C::kDecode;
-    const bool two_pages = p.page_size >= kLoadRows;
+    const bool two_pages = page_size >= kLoadRows;
     int ids[kLoadRows], slots[kLoadRows];
     bool bad_page = false;  // a device page id outside [0, num_pages): the job's rows become NaN
     auto fetch_ids = [&](int t) {
-      if (p.page_size <= 0) return;
+      if (page_size <= 0) return;
       const int pos0 = tile_start + t * kKV + lrow0;
-      int pg = pos0 / p.page_size, sl = pos0 - pg * p.page_size;  // one division per tile
+      int pg = pos0 / page_size, sl = pos0 - pg * page_size;  // one division per tile
       // The id of page `page`, whose first row this thread uses sits at `pos`. Branch-free: rows past
       // the end read the request's first id (it has one: kv_hi > 0 here); never read out of range.
       auto id_at = [&](int page, int pos) {
@@ -162,13 +168,13 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       };
       if (two_pages) {
         ids[0] = id_at(pg, pos0);
-        ids[1] = id_at(pg + 1, pos0 + p.page_size - sl);
+        ids[1] = id_at(pg + 1, pos0 + page_size - sl);
         slots[0] = sl;
         return;
       }
 #pragma unroll
       for (int i = 0; i < kLoadRows; ++i) {
-        if (i > 0 && ++sl == p.page_size) sl = 0, ++pg;
+        if (i > 0 && ++sl == page_size) sl = 0, ++pg;
         ids[i] = id_at(pg, pos0 + i);
         slots[i] = sl;
       }
@@ -189,7 +195,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
         cp_async_16(dk + soff, ok ? sk : k_head, ok);
         cp_async_16(dv + soff, ok ? sv : v_head, ok);
       };
-      if (p.page_size > 0 && !two_pages) {  // small pages: an id per row
+      if (page_size > 0 && !two_pages) {  // small pages: an id per row
 #pragma unroll
         for (int i = 0; i < kLoadRows; ++i)
           copy(i, k_head + int64_t(ids[i]) * p.k_stride_page + int64_t(slots[i]) * kst,
@@ -200,12 +206,12 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       // second page from b (based so that the same step applies).
       const T *ka, *kb, *va, *vb;
       int cross = kLoadRows;
-      if (p.page_size <= 0) {
+      if (page_size <= 0) {
         const int64_t tok0 = int64_t(job.kv_base) + pos0;  // ragged: the row's token index
         ka = kb = k_head + tok0 * kst, va = vb = v_head + tok0 * vst;
       } else {
         const int sl = slots[0];
-        cross = p.page_size - sl;
+        cross = page_size - sl;
         ka = k_head + int64_t(ids[0]) * p.k_stride_page + sl * kst;
         kb = k_head + int64_t(ids[1]) * p.k_stride_page - cross * kst;
         va = v_head + int64_t(ids[0]) * p.v_stride_page + sl * vst;
@@ -281,7 +287,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       }
 
       // ---- logits transform and mask
-      const bool need_mask = base + kKVW > kv_hi || base < kv_lo || p.mask_bits ||
+      const bool need_mask = base + kKVW > kv_hi || base < kv_lo || mask_bits ||
                              (p.causal && base + kKVW - 1 > qa + offset) ||
                              (p.window_left >= 0 && base < qb + offset - p.window_left);
       if (cap || need_mask) {  // interior tiles without a cap skip this (scale is fused into exp2)
@@ -309,7 +315,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
           }
         // Custom mask (rare): a row's bits of this thread's keys gathered in a loop (compact code: the
         // prologue and loop stay in the instruction cache), then applied to the allowed keys.
-        if (need_mask && p.mask_bits) {
+        if (need_mask && mask_bits) {
           const int64_t req_bit0 = p.req_mask_offset ? p.req_mask_offset[job.request] : 0;
 #pragma unroll
           for (int mt = 0; mt < kMT; ++mt)
@@ -325,7 +331,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
                 const int off = 8 * (j >> 1) + (j & 1);
                 if (k0 + off < kv_hi) {  // inside the request's mask row
                   const int64_t bit = bit0 + off;
-                  keep |= uint32_t((p.mask_bits[bit >> 3] >> (bit & 7)) & 1) << j;
+                  keep |= uint32_t((mask_bits[bit >> 3] >> (bit & 7)) & 1) << j;
                 }
               }
 #pragma unroll
@@ -394,7 +400,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     // ---- epilogue: normalise, write rows (direct or partial), LSE; NaN rows for corrupt page ids
     // (device-resident indices cannot be checked on the host without a sync; this makes them visible).
     // Only paged KV reads page ids: ragged and contiguous jobs skip the barrier (fewer live registers).
-    const float poison = (p.page_size > 0 && __syncthreads_or(bad_page)) ? NAN : 0.f;
+    const float poison = (page_size > 0 && __syncthreads_or(bad_page)) ? NAN : 0.f;
     auto row_dst = [&](int pr, T*& dst, float*& lse_dst) {
       const int qi = div_group(p, pr);
       const int head = kvh * group + pr - qi * group;

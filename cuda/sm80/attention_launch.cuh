@@ -10,7 +10,11 @@ template <int kHeadDim, DType kDT, AttnTile kTile>
 cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream) {
   using T = cuda::cuda_t<kDT>;
   using C = attn::Config<kHeadDim, kTile>;
-  auto kernel = attn::attention_kernel<kHeadDim, T, kTile>;
+  // The prefill tile has a build without paging and custom masks (attention_kernel's kGeneral); decode
+  // tiles (paged in practice) only the general one.
+  auto kernel = attn::attention_kernel<kHeadDim, T, kTile, true>;
+  if constexpr (kTile == AttnTile::kPrefill)
+    if (p.page_size <= 0 && !p.mask_bits) kernel = attn::attention_kernel<kHeadDim, T, kTile, false>;
   // Opt in to more than 48 KB of shared memory (every call: cheap, and per device).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
   if (err != cudaSuccess) return err;
@@ -25,7 +29,7 @@ template <int kHeadDim, DType kDT, AttnTile kTile>
 int attention_ctas_per_sm() {
   using T = cuda::cuda_t<kDT>;
   using C = attn::Config<kHeadDim, kTile>;
-  auto kernel = attn::attention_kernel<kHeadDim, T, kTile>;
+  auto kernel = attn::attention_kernel<kHeadDim, T, kTile, true>;  // the plain build needs no more registers
   int n = 0;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) != cudaSuccess ||
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, C::kThreads, C::kSmemBytes) != cudaSuccess)
