@@ -15,15 +15,6 @@ def sub(path, old, new, count=1):
     open(path, "w").write(s)
 
 
-def plain():
-    # Compile-time: no paging, no custom mask (measures what the generic kernel's registers cost).
-    s = open(KERNEL).read()
-    s = s.replace("p.page_size", "kPS").replace("p.mask_bits", "kMB")
-    s = s.replace("  const unsigned grid_x =",
-                  "  constexpr int kPS = 0; constexpr const uint8_t* kMB = nullptr;\n  const unsigned grid_x =", 1)
-    open(KERNEL, "w").write(s)
-
-
 def d64kv128():
     sub(KERNEL, "static constexpr int kKV = kLean ? 32 : 64;",
         "static constexpr int kKV = kLean ? 32 : (!kDecode && D == 64) ? 128 : 64;")
