@@ -44,6 +44,7 @@
 namespace kvinfer::detail::attn90 {
 
 using namespace kvinfer::cuda;
+using attn::div_group;
 using attn::load_job;
 
 template <int D>
@@ -58,8 +59,12 @@ struct Config {
   // Q is double-buffered where shared memory allows (not at D = 256): the next job's Q then loads
   // while this job runs, instead of after its last S = Q K^T (short jobs waited on it).
   static constexpr int kQBuffers = D == 256 ? 1 : 2;
+  // With two Q buffers, O is staged for its TMA store in a buffer of its own (kTileO): a job's Q buffer
+  // then goes back to the producer as soon as its last S = Q K^T is done, not after its O has left.
+  static constexpr bool kOBuffer = kQBuffers > 1;
+  static constexpr int kTileO = kOBuffer ? kTileQ : 0;
   static constexpr int kOffK = kQBuffers * kTileQ, kOffV = kOffK + kStages * kTileKV;
-  static constexpr int kOffBar = kOffV + kStages * kTileKV;
+  static constexpr int kOffO = kOffV + kStages * kTileKV, kOffBar = kOffO + kTileO;
   static constexpr int kNumBars = 2 * kQBuffers + 4 * kStages;
   // Job slots (one per Q buffer: the producer writes a job's geometry with its Q), then two words
   // through which the producer's thread 0 hands its next job index to the other producer threads.
@@ -83,7 +88,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
   extern __shared__ unsigned char smem_raw[];
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   unsigned char* gsmem = smem_raw + (base - smem_addr(smem_raw));  // generic pointer of `base`
-  const uint32_t sQ = base, sK = base + C::kOffK, sV = base + C::kOffV;
+  const uint32_t sQ = base, sK = base + C::kOffK, sV = base + C::kOffV, sO = base + C::kOffO;
   const uint32_t bar = base + C::kOffBar;
   // Barriers: K full, K empty, V full, V empty per stage, then Q full / empty per Q buffer. Job jc
   // uses Q buffer jc % kQBuffers, in that buffer's round jc / kQBuffers.
@@ -344,199 +349,145 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         gmma_ss<T, kN>(dq0 + (qoff >> 4), dk0 + (koff >> 4), sacc, kk > 0);
       }
     };
-    int it = 0;
-    for (int jc = 0;; ++jc) {
-      const JobSlot js = read_slot(jc);
-      const JobRange& r = js.r;
-      if (r.num_tiles < 0) break;
-      // Whether the producer loaded the tile at tbase by TMA (async proxy: no proxy fence needed) or
-      // by cp.async (generic proxy: fence before wgmma reads it). Same rule as the producer's.
-      auto by_tma = [&](int tbase) { return p.use_tma && tbase + kN <= r.kv_hi; };
-      KV_TRACE(1, 1, tr);
-      const int kvh = js.kvh;
-      const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
-      int qrow[2];
-      float m[2], l[2];
+    // The consumer runs one flat sequence of steps over all its jobs' tiles. A step issues S_t = Q K_t^T
+    // of the next tile together with O += P V of the tile before it, so the tensor cores work on both
+    // while this warpgroup waits; the softmax of S_t runs while P V drains. Across a job boundary the
+    // next job's S_0 (its Q is in the other Q buffer) goes out with this job's last P V, and this job's
+    // epilogue follows the next job's first softmax: a job's start and end cost no matrix-idle issue
+    // slot of their own (they used to: short causal jobs lost 10-15% to it). With one Q buffer (D 256)
+    // the next job's Q can only load after this job's epilogue, so the boundary step issues P V alone.
+    // Pingpong (across the two warpgroups): issues alternate through named barriers, so one warpgroup's
+    // softmax overlaps the other's matrix work; both warpgroups take the same steps.
+    constexpr bool kOverlap = C::kOBuffer;
+    // State of the job whose S tiles are issued (cj, from its slot): masking bounds, softmax maxima and
+    // sums, its query rows and Q descriptor. O (and mo, lo at a boundary) belongs to job jc, which is
+    // the same job except between a boundary step's issue and its epilogue.
+    JobSlot cj = read_slot(0);
+    int jc = 0;
+    int qrow[2];
+    float m[2], l[2];
+    uint64_t dq0 = 0;
+    auto start_job = [&](int jn) {
+      const int rbase = cj.r.row0 + wg * 64 + warp * 16 + g;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) qrow[h] = int(unsigned(rbase + 8 * h) / unsigned(group)), m[h] = -INFINITY, l[h] = 0.f;
-      float o[D / 2];
-#pragma unroll
-      for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
-
-      const uint64_t dq0 = dq_of(jc);
+      for (int h = 0; h < 2; ++h) qrow[h] = div_group(p, rbase + 8 * h), m[h] = -INFINITY, l[h] = 0.f;
+      dq0 = dq_of(jn);
       if (!p.q_tma) fence_proxy_async();
-
-      // O += P V_t issued on stage st (P: 16-bit A fragments, 16 KV rows per step).
-      auto issue_pv = [&](const uint32_t (&pf)[kN / 16][4], int st) {
+    };
+    float o[D / 2];
 #pragma unroll
-        for (int kc = 0; kc < kN / 16; ++kc)
-          gmma_rs<T, D>(pf[kc], dv0 + (uint32_t(st * C::kTileKV + kc * 16 * 128) >> 4), o);
-      };
-      // Logits transform, mask (boundary tiles), online softmax of tile S (in place: S becomes P, in
-      // fp32); returns the per-row rescale factors of O through corr.
-      auto softmax = [&](float (&sacc)[kN / 2], int tbase, float (&corr)[2]) {
+    for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+
+    // O += P V_t issued on stage st (P: 16-bit A fragments, 16 KV rows per step).
+    auto issue_pv = [&](const uint32_t (&pf)[kN / 16][4], int st) {
+#pragma unroll
+      for (int kc = 0; kc < kN / 16; ++kc)
+        gmma_rs<T, D>(pf[kc], dv0 + (uint32_t(st * C::kTileKV + kc * 16 * 128) >> 4), o);
+    };
+    // Logits transform, mask (boundary tiles), online softmax of tile S of job cj (in place: S becomes
+    // P, in fp32); returns the per-row rescale factors of O through corr.
+    auto softmax = [&](float (&sacc)[kN / 2], int tbase, float (&corr)[2]) {
 #ifdef KVINFER_EXP_NO_SOFTMAX
-        corr[0] = corr[1] = 1.f;
-        if (tbase >= 0) return;
+      corr[0] = corr[1] = 1.f;
+      if (tbase >= 0) return;
 #endif
-        const bool need_mask = tbase + kN > r.kv_hi || tbase < r.kv_lo ||
-                               (p.causal && tbase + kN - 1 > r.qa + r.offset) ||
-                               (p.window_left >= 0 && tbase < r.qb + r.offset - p.window_left);
-        if (cap || need_mask) {
+      const JobRange& r = cj.r;
+      const bool need_mask = tbase + kN > r.kv_hi || tbase < r.kv_lo || (p.causal && tbase + kN - 1 > r.qa + r.offset) ||
+                             (p.window_left >= 0 && tbase < r.qb + r.offset - p.window_left);
+      if (cap || need_mask) {
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int qi = qrow[h];
-            int lo = r.kv_lo, hi = r.kv_hi - 1;
-            if (p.causal) hi = min(hi, qi + r.offset);
-            if (p.window_left >= 0) lo = max(lo, qi + r.offset - p.window_left);
-            if (qi >= js.qo_len) hi = lo - 1;
+        for (int h = 0; h < 2; ++h) {
+          const int qi = qrow[h];
+          int lo = r.kv_lo, hi = r.kv_hi - 1;
+          if (p.causal) hi = min(hi, qi + r.offset);
+          if (p.window_left >= 0) lo = max(lo, qi + r.offset - p.window_left);
+          if (qi >= cj.qo_len) hi = lo - 1;
 #pragma unroll
-            for (int j = 0; j < kN / 8; ++j)
+          for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                float x = sacc[4 * j + 2 * h + e];
-                if (cap) x = fast_tanh(x * pre) * post;
-                if (need_mask) {
-                  const int kv = tbase + j * 8 + 2 * tq + e;
-                  x = (kv >= lo && kv <= hi) ? x : -INFINITY;
-                }
-                sacc[4 * j + 2 * h + e] = x;
+            for (int e = 0; e < 2; ++e) {
+              float x = sacc[4 * j + 2 * h + e];
+              if (cap) x = fast_tanh(x * pre) * post;
+              if (need_mask) {
+                const int kv = tbase + j * 8 + 2 * tq + e;
+                x = (kv >= lo && kv <= hi) ? x : -INFINITY;
               }
-          }
-        }
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {  // a row's 4 threads are lanes 4g .. 4g + 3
-          float mx = m[h];
-#pragma unroll
-          for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-          const float mu = (mx == -INFINITY ? 0.f : mx) * scale;
-          corr[h] = fast_exp2(m[h] * scale - mu);
-          m[h] = mx;
-          float sum = 0.f;
-#pragma unroll
-          for (int j = 0; j < kN / 8; ++j) {
-            sacc[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
-            sacc[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
-            sum += sacc[4 * j + 2 * h] + sacc[4 * j + 2 * h + 1];
-          }
-          l[h] = l[h] * corr[h] + sum;
-        }
-      };
-      // O *= corr per row (skipped for a warp whose rows' maxima did not move).
-      auto rescale_o = [&](const float (&corr)[2]) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          if (__any_sync(0xffffffff, corr[h] != 1.f)) {
-#pragma unroll
-            for (int j = 0; j < D / 8; ++j) o[4 * j + 2 * h] *= corr[h], o[4 * j + 2 * h + 1] *= corr[h];
-          }
-      };
-      auto to_frags = [&](const float (&sacc)[kN / 2], uint32_t (&pf)[kN / 16][4]) {
-#pragma unroll
-        for (int kc = 0; kc < kN / 16; ++kc) {
-          pf[kc][0] = pack2<T>(sacc[8 * kc + 0], sacc[8 * kc + 1]);
-          pf[kc][1] = pack2<T>(sacc[8 * kc + 2], sacc[8 * kc + 3]);
-          pf[kc][2] = pack2<T>(sacc[8 * kc + 4], sacc[8 * kc + 5]);
-          pf[kc][3] = pack2<T>(sacc[8 * kc + 6], sacc[8 * kc + 7]);
-        }
-      };
-
-      // Software pipeline (per warpgroup): S_t is issued together with O += P_{t-1} V_{t-1}, so the
-      // tensor cores work on both while this warpgroup waits; softmax of S_t runs while PV drains.
-      // Pingpong (across the two warpgroups): issues alternate through named barriers, so one
-      // warpgroup's softmax overlaps the other's matrix work.
-      if (r.num_tiles > 0) {
-        uint32_t pf[kN / 16][4];
-        float corr[2];
-        {
-          const int st = it % kStages;
-          float s[kN / 2];
-          mbar_wait(k_full(st), (it / kStages) & 1);
-          KV_TRACE(1, 3, tr);
-          if (!by_tma(r.tile_start)) fence_proxy_async();
-          turn_wait();
-          KV_TRACE(1, 4, tr);
-          cute::warpgroup_arrive();
-          issue_s(s, st, dq0);
-          cute::warpgroup_commit_batch();
-          turn_pass();
-          cute::warpgroup_wait<0>();
-          KV_TRACE(1, 5, tr);
-          fence_regs(s);
-          release(k_empty(st));
-          softmax(s, r.tile_start, corr);
-          to_frags(s, pf);
-          KV_TRACE(1, 6, tr);
-        }
-        for (int t = 1; t < r.num_tiles; ++t) {
-          const int sp = it % kStages;  // stage of tile t - 1 (its V)
-          ++it;
-          const int st = it % kStages;
-          float s[kN / 2];
-          mbar_wait(k_full(st), (it / kStages) & 1);
-          KV_TRACE(1, 7, tr);
-          if (!by_tma(r.tile_start + t * kN)) fence_proxy_async();
-          turn_wait();
-          KV_TRACE(1, 8, tr);
-          cute::warpgroup_arrive();
-          issue_s(s, st, dq0);
-          cute::warpgroup_commit_batch();
-          mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
-          if (!by_tma(r.tile_start + (t - 1) * kN)) fence_proxy_async();
-          rescale_o(corr);  // to tile t - 1's max, while S_t runs
-          fence_regs(o);
-          cute::warpgroup_arrive();
-          issue_pv(pf, sp);
-          cute::warpgroup_commit_batch();
-          turn_pass();
-          KV_TRACE(1, 9, tr);
-          cute::warpgroup_wait<1>();  // S_t done
-          KV_TRACE(1, 10, tr);
-          fence_regs(s);
-          release(k_empty(st));
-          softmax(s, r.tile_start + t * kN, corr);
-          KV_TRACE(1, 11, tr);
-          cute::warpgroup_wait<0>();  // O += P_{t-1} V_{t-1} done
-          KV_TRACE(1, 12, tr);
-          fence_regs(o);
-          release(v_empty(sp));
-          to_frags(s, pf);  // O's rescale by corr waits for the next issue (it overlaps S_{t+1} there)
-        }
-        {
-          const int sp = it % kStages;
-          ++it;
-          mbar_wait(v_full(sp), ((it - 1) / kStages) & 1);
-          KV_TRACE(1, 13, tr);
-          if (!by_tma(r.tile_start + (r.num_tiles - 1) * kN)) fence_proxy_async();
-          turn_wait();
-          KV_TRACE(1, 14, tr);
-          rescale_o(corr);
-          fence_regs(o);
-          cute::warpgroup_arrive();
-          issue_pv(pf, sp);
-          cute::warpgroup_commit_batch();
-          turn_pass();
-          cute::warpgroup_wait<0>();
-          KV_TRACE(1, 15, tr);
-          fence_regs(o);
-          release(v_empty(sp));
+              sacc[4 * j + 2 * h + e] = x;
+            }
         }
       }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // a row's 4 threads are lanes 4g .. 4g + 3
+        float mx = m[h];
+#pragma unroll
+        for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+        const float mu = (mx == -INFINITY ? 0.f : mx) * scale;
+        corr[h] = fast_exp2(m[h] * scale - mu);
+        m[h] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < kN / 8; ++j) {
+          sacc[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
+          sacc[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
+          sum += sacc[4 * j + 2 * h] + sacc[4 * j + 2 * h + 1];
+        }
+        l[h] = l[h] * corr[h] + sum;
+      }
+    };
+    // O *= corr per row (skipped for a warp whose rows' maxima did not move).
+    auto rescale_o = [&](const float (&corr)[2]) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        if (__any_sync(0xffffffff, corr[h] != 1.f)) {
+#pragma unroll
+          for (int j = 0; j < D / 8; ++j) o[4 * j + 2 * h] *= corr[h], o[4 * j + 2 * h + 1] *= corr[h];
+        }
+    };
+    auto to_frags = [&](const float (&sacc)[kN / 2], uint32_t (&pf)[kN / 16][4]) {
+#pragma unroll
+      for (int kc = 0; kc < kN / 16; ++kc) {
+        pf[kc][0] = pack2<T>(sacc[8 * kc + 0], sacc[8 * kc + 1]);
+        pf[kc][1] = pack2<T>(sacc[8 * kc + 2], sacc[8 * kc + 3]);
+        pf[kc][2] = pack2<T>(sacc[8 * kc + 4], sacc[8 * kc + 5]);
+        pf[kc][3] = pack2<T>(sacc[8 * kc + 6], sacc[8 * kc + 7]);
+      }
+    };
+    // O staged in the Q buffer (one Q buffer): a TMA store reads the staging rows after the epilogue;
+    // the buffer goes back to the producer once it has, before the next job's slot is read.
+    bool store_pending = false;
+    int store_job = 0;
+    auto flush_store = [&]() {
+      if (C::kOBuffer || !store_pending) return;
+      if (wt == 0) cute::tma_store_wait<0>();
+      release(q_empty(store_job));
+      store_pending = false;
+    };
 
-      // ---- epilogue. O, normalised and in the output dtype, goes through this warpgroup's 64 rows of
-      // the Q buffer (their last reader was this warpgroup's S = Q K^T), so that the global stores
-      // are whole 16-byte chunks along rows (direct 4-byte stores from the accumulator layout cost a
-      // tile's time). The buffer is released to the producer after that. LSE from registers.
+    // ---- epilogue of job jc (js: its slot). O, normalised and in the output dtype, goes through this
+    // warpgroup's 64 rows of the O buffer (or of the job's Q buffer, whose last reader was this
+    // warpgroup's S = Q K^T), so that the global stores are whole 16-byte chunks along rows (direct
+    // 4-byte stores from the accumulator layout cost a tile's time). LSE from registers (mo, lo: the
+    // job's final maxima and sums).
+    auto epilogue = [&](const JobSlot& js, const float (&mo)[2], const float (&lo)[2]) {
+      const JobRange& r = js.r;
+      const int kvh = js.kvh;
+      const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[js.request]) ? NAN : 0.f;
-      const uint32_t so = q_tile(jc) + wg * 64 * 128;  // row wg * 64 of each 64-column block
+      const uint32_t so = (C::kOBuffer ? sO : q_tile(jc)) + wg * 64 * 128;  // row wg * 64 of each 64-column block
+      if constexpr (C::kOBuffer) {
+        // The previous job's O has left the buffer: its TMA store has read it (wt 0 issued it), and
+        // every thread has read its chunks.
+        if (wt == 0) cute::tma_store_wait<0>();
+        named_barrier_sync(3 + wg, 128);
+      }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float sum = l[h];
+        float sum = lo[h];
         sum += __shfl_xor_sync(0xffffffff, sum, 1);
         sum += __shfl_xor_sync(0xffffffff, sum, 2);
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        const float inv = sum > 0.f ? fast_rcp(sum) : 0.f;
         const int rr = warp * 16 + g + 8 * h;  // row within this warpgroup's 64
 #pragma unroll
         for (int j = 0; j < D / 8; ++j)
@@ -545,16 +496,16 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         const int pr = rbase + 8 * h;
         if (p.lse == nullptr && js.partial < 0) continue;
         if (pr < r.packed_rows && tq == 0) {
-          const int qi = pr / group, head = kvh * group + pr % group;
+          const int qi = div_group(p, pr), head = kvh * group + pr - qi * group;
           float* lse_dst = js.partial < 0 ? p.lse + int64_t(js.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
                                           : p.partial_lse + (int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head;
-          *lse_dst = (sum > 0.f ? m[h] * scale + __log2f(sum) : -INFINITY) + poison;
+          *lse_dst = (sum > 0.f ? mo[h] * scale + __log2f(sum) : -INFINITY) + poison;
         }
       }
       KV_TRACE(1, 17, tr);
       if (p.o_tma && js.partial < 0 && r.row0 + kM <= r.packed_rows) {
         // Every row of the tile belongs to the request: one TMA store per 64 columns of this
-        // warpgroup's 64 rows; the buffer goes back to the producer once the store has read it.
+        // warpgroup's 64 rows; a staging Q buffer goes back to the producer once the store has read it.
         fence_proxy_async();  // this thread's shared writes, before the async proxy reads them
         named_barrier_sync(3 + wg, 128);
         KV_TRACE(1, 18, tr);
@@ -562,45 +513,163 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 #pragma unroll
           for (int c = 0; c < D / 64; ++c)
             cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kM * 128, c * 64, 0, kvh,
-                                          js.qo_begin + (r.row0 + wg * 64) / group);
+                                          js.qo_begin + div_group(p, r.row0 + wg * 64));
           cute::tma_store_arrive();
-          KV_TRACE(1, 19, tr);
-          cute::tma_store_wait<0>();
         }
-        release(q_empty(jc));
+        if constexpr (!C::kOBuffer) store_pending = true, store_job = jc;
       } else {
         named_barrier_sync(3 + wg, 128);
-        {
-          // Chunks into registers first, so the buffer goes back to the producer before the global
-          // stores (a proxy fence after them would wait for the stores to complete).
-          constexpr int kCpr = D / 8, kRowStep = 128 / kCpr, kPasses = 64 / kRowStep;  // 16-byte chunks per row
-          const int c = wt % kCpr, rr0 = wt / kCpr;
-          uint4 chunk[kPasses];
+        // Chunks into registers first, so the buffer goes back to the producer before the global
+        // stores (a proxy fence after them would wait for the stores to complete).
+        constexpr int kCpr = D / 8, kRowStep = 128 / kCpr, kPasses = 64 / kRowStep;  // 16-byte chunks per row
+        const int c = wt % kCpr, rr0 = wt / kCpr;
+        uint4 chunk[kPasses];
 #pragma unroll
-          for (int i = 0; i < kPasses; ++i)
-            chunk[i] = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kM>(rr0 + i * kRowStep, c));
+        for (int i = 0; i < kPasses; ++i)
+          chunk[i] = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kM>(rr0 + i * kRowStep, c));
+        if constexpr (!C::kOBuffer) {
           fence_proxy_async();  // these generic accesses before the producer's next async-proxy (TMA) write
           release(q_empty(jc));
-          // Row pr = (query qi, head g of the group); one division, then steps of kRowStep rows (the
-          // epilogue's instruction count is on the critical path when both warpgroups end a job).
-          const int pr0 = r.row0 + wg * 64 + rr0;
-          const unsigned ug = unsigned(group), dq = kRowStep / ug, dg = kRowStep % ug;
-          unsigned qi = unsigned(pr0) / ug, gi = unsigned(pr0) % ug;
+        }
+        // Row pr = (query qi, head g of the group); one division, then steps of kRowStep rows (the
+        // epilogue's instruction count is on the critical path when both warpgroups end a job).
+        const int pr0 = r.row0 + wg * 64 + rr0;
+        const unsigned ug = unsigned(group), dq = kRowStep / ug, dg = kRowStep % ug;
+        unsigned qi = unsigned(div_group(p, pr0));
+        unsigned gi = unsigned(pr0) - qi * ug;
 #pragma unroll
-          for (int i = 0; i < kPasses; ++i, qi += dq, gi += dg) {
-            if (gi >= ug) gi -= ug, ++qi;
-            if (pr0 + i * kRowStep >= r.packed_rows) break;
-            const int head = kvh * group + int(gi);
-            T* dst = js.partial < 0
-                         ? static_cast<T*>(p.o) + int64_t(js.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
-                         : static_cast<T*>(p.partial_o) +
-                               ((int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head) * D;
-            *reinterpret_cast<uint4*>(dst + c * 8) = chunk[i];
-          }
+        for (int i = 0; i < kPasses; ++i, qi += dq, gi += dg) {
+          if (gi >= ug) gi -= ug, ++qi;
+          if (pr0 + i * kRowStep >= r.packed_rows) break;
+          const int head = kvh * group + int(gi);
+          T* dst = js.partial < 0
+                       ? static_cast<T*>(p.o) + int64_t(js.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
+                       : static_cast<T*>(p.partial_o) + ((int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head) * D;
+          *reinterpret_cast<uint4*>(dst + c * 8) = chunk[i];
         }
       }
       KV_TRACE(1, 16, tr);
+    };
+
+    // Steps. Each waits for its operands, issues in this warpgroup's pingpong turn, and hands a stage
+    // back as soon as its reader is done. its counts the tiles whose S was issued (K and V of a tile
+    // share stage its % kStages); pf holds P of the previous tile until its P V is issued.
+    int its = 0;
+    uint32_t pf[kN / 16][4];
+    float corr[2];
+    bool pf_tma = false;  // the previous tile came by TMA (async proxy: no fence before wgmma reads it)
+    auto s_done = [&](float (&s)[kN / 2], int st, int tbase) {
+      fence_regs(s);
+      release(k_empty(st));
+      softmax(s, tbase, corr);
+      KV_TRACE(1, 11, tr);
+    };
+    auto wait_k = [&](int st, int tbase) {
+      mbar_wait(k_full(st), (its / kStages) & 1);
+      if (!(p.use_tma && tbase + kN <= cj.r.kv_hi)) fence_proxy_async();  // cp.async tile: generic proxy
+      KV_TRACE(1, 7, tr);
+    };
+    auto issue_prev_pv = [&](int sp) {
+      mbar_wait(v_full(sp), ((its - 1) / kStages) & 1);
+      if (!pf_tma) fence_proxy_async();
+      rescale_o(corr);  // to the previous tile's max, while S runs
+      fence_regs(o);
+      cute::warpgroup_arrive();
+      issue_pv(pf, sp);
+      cute::warpgroup_commit_batch();
+    };
+    auto next_tile = [&](float (&s)[kN / 2], int tbase) {
+      to_frags(s, pf);  // O's rescale by corr waits for the next issue (it overlaps the next S there)
+      pf_tma = p.use_tma && tbase + kN <= cj.r.kv_hi;
+      ++its;
+    };
+    // S of the tile at tbase of job cj, alone (a job's first tile when nothing precedes it).
+    auto step_s = [&](int tbase) {
+      const int st = its % kStages;
+      float s[kN / 2];
+      wait_k(st, tbase);
+      turn_wait();
+      cute::warpgroup_arrive();
+      issue_s(s, st, dq0);
+      cute::warpgroup_commit_batch();
+      turn_pass();
+      flush_store();
+      cute::warpgroup_wait<0>();
+      KV_TRACE(1, 10, tr);
+      s_done(s, st, tbase);
+      next_tile(s, tbase);
+    };
+    // S of the tile at tbase of job cj with O += P V of the previous tile: the tensor cores work on both
+    // while this warpgroup waits; the softmax of S runs while P V drains.
+    auto step_sp = [&](int tbase) {
+      const int st = its % kStages, sp = (its - 1) % kStages;
+      float s[kN / 2];
+      wait_k(st, tbase);
+      turn_wait();
+      KV_TRACE(1, 8, tr);
+      cute::warpgroup_arrive();
+      issue_s(s, st, dq0);
+      cute::warpgroup_commit_batch();
+      issue_prev_pv(sp);
+      turn_pass();
+      KV_TRACE(1, 9, tr);
+      flush_store();
+      cute::warpgroup_wait<1>();  // S done
+      KV_TRACE(1, 10, tr);
+      s_done(s, st, tbase);
+      cute::warpgroup_wait<0>();  // O += P V done
+      KV_TRACE(1, 12, tr);
+      fence_regs(o);
+      release(v_empty(sp));
+      next_tile(s, tbase);
+    };
+    // O += P V of the previous tile, alone (a job's last tile when no S can go with it).
+    auto step_p = [&]() {
+      const int sp = (its - 1) % kStages;
+      turn_wait();
+      issue_prev_pv(sp);
+      turn_pass();
+      flush_store();
+      cute::warpgroup_wait<0>();
+      KV_TRACE(1, 15, tr);
+      fence_regs(o);
+      release(v_empty(sp));
+    };
+
+    bool primed = false;  // cj's first tile went out in the previous job's last step (S_0 and its softmax)
+    while (cj.r.num_tiles >= 0) {
+      if (!primed) start_job(jc);
+      KV_TRACE(1, 1, tr);
+      const int n = cj.r.num_tiles;
+      if (n > 0 && !primed) step_s(cj.r.tile_start);
+      for (int t = 1; t < n; ++t) step_sp(cj.r.tile_start + t * kN);
+      const float mo[2] = {m[0], m[1]}, lo[2] = {l[0], l[1]};  // this job's final maxima and sums
+      const JobSlot js = cj;
+      JobSlot nj{};
+      primed = false;
+      if constexpr (kOverlap) {
+        release(q_empty(jc));  // this job's S are done (O is staged elsewhere)
+        nj = read_slot(jc + 1);
+        if (n > 0 && nj.r.num_tiles > 0) {  // the next job's S_0 goes with this job's last P V
+          cj = nj;
+          start_job(jc + 1);
+          primed = true;
+          step_sp(cj.r.tile_start);
+        }
+      }
+      if (n > 0 && !primed) step_p();
+      epilogue(js, mo, lo);
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+      if constexpr (!kOverlap) {
+        flush_store();  // the next job's Q goes into this job's buffer
+        nj = read_slot(jc + 1);
+      }
+      ++jc;
+      if (!primed) cj = nj;
     }
+    flush_store();
+    if (C::kOBuffer && wt == 0) cute::tma_store_wait<0>();  // the last store has read shared memory
     KV_SPAN(1, wt == 0 && wg == 0);
   }
 #endif
