@@ -394,25 +394,29 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       const JobRange& r = cj.r;
       const bool need_mask = tbase + kN > r.kv_hi || tbase < r.kv_lo || (p.causal && tbase + kN - 1 > r.qa + r.offset) ||
                              (p.window_left >= 0 && tbase < r.qb + r.offset - p.window_left);
-      if (cap || need_mask) {
+      // The cap and the mask are separate passes, each one branch around straight-line code (a branch
+      // per element left a masked tile's softmax at 2.5x the cost of an interior one).
+      if (cap) {
+#pragma unroll
+        for (int i = 0; i < kN / 2; ++i) sacc[i] = fast_tanh(sacc[i] * pre) * post;
+      }
+      if (need_mask) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
+          // Allowed keys of this row as one range [lo, hi] (bounds, causal, window), taken relative to
+          // the thread's first key tbase + 2 tq: element (j, e) is then key 8 j + e, a constant.
           const int qi = qrow[h];
           int lo = r.kv_lo, hi = r.kv_hi - 1;
           if (p.causal) hi = min(hi, qi + r.offset);
           if (p.window_left >= 0) lo = max(lo, qi + r.offset - p.window_left);
           if (qi >= cj.qo_len) hi = lo - 1;
+          lo -= tbase + 2 * tq, hi -= tbase + 2 * tq;
 #pragma unroll
           for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-              float x = sacc[4 * j + 2 * h + e];
-              if (cap) x = fast_tanh(x * pre) * post;
-              if (need_mask) {
-                const int kv = tbase + j * 8 + 2 * tq + e;
-                x = (kv >= lo && kv <= hi) ? x : -INFINITY;
-              }
-              sacc[4 * j + 2 * h + e] = x;
+              const float x = sacc[4 * j + 2 * h + e];
+              sacc[4 * j + 2 * h + e] = (8 * j + e >= lo && 8 * j + e <= hi) ? x : -INFINITY;
             }
         }
       }
