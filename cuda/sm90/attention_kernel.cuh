@@ -9,10 +9,11 @@
 // threads (any strides; paged rows from per-page 64-bit offsets a pre-kernel writes). Warpgroups 1
 // and 2 are consumers, 64 packed query rows each: S = Q K^T by wgmma (both operands from shared
 // memory), masking and online softmax in registers, O += P V by wgmma with P from registers and V
-// read transposed from shared memory; S_t is issued together with P_{t-1} V_{t-1}, issues alternate
-// between the two consumers (pingpong), and each releases a stage through its empty barrier. O is
-// staged in the warpgroup's half of the Q buffer and leaves by TMA store (16-byte stores for tiles
-// that run past their request or for split partials). The grid is persistent over the (work item,
+// read transposed from shared memory; S_t is issued together with P_{t-1} V_{t-1} (across jobs too:
+// the next job's S_0 goes with a job's last P V), issues alternate between the two consumers
+// (pingpong), and each releases a stage through its empty barrier. O is staged in the warpgroup's
+// half of an O buffer (D 64 / 128; of the Q buffer at D 256) and leaves by TMA store (16-byte stores
+// for tiles that run past their request or for split partials). The grid is persistent over the (work item,
 // kv head) job list, walked in kv-head sections (job_of): CTA i starts with job i, then claims the
 // next job through a counter (plans) or takes i + grid, ... (single requests). The producer resolves
 // each job and hands it to the consumers in a shared-memory slot next to the job's Q.
