@@ -350,7 +350,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         gmma_ss<T, kN>(dq0 + (qoff >> 4), dk0 + (koff >> 4), sacc, kk > 0);
       }
     };
-    // The consumer runs one flat sequence of steps over all its jobs' tiles. A step issues S_t = Q K_t^T
+X
     // of the next tile together with O += P V of the tile before it, so the tensor cores work on both
     // while this warpgroup waits; the softmax of S_t runs while P V drains. Across a job boundary the
     // next job's S_0 (its Q is in the other Q buffer) goes out with this job's last P V, and this job's
