@@ -350,11 +350,11 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         gmma_ss<T, kN>(dq0 + (qoff >> 4), dk0 + (koff >> 4), sacc, kk > 0);
       }
     };
-X
-    // of the next tile together with O += P V of the tile before it, so the tensor cores work on both
-    // while this warpgroup waits; the softmax of S_t runs while P V drains. Across a job boundary the
-    // next job's S_0 (its Q is in the other Q buffer) goes out with this job's last P V, and this job's
-    // epilogue follows the next job's first softmax: a job's start and end cost no matrix-idle issue
+    // The consumer works in steps over its jobs' tiles (step_s, step_sp, step_p below). A step issues
+    // S_t = Q K_t^T of the next tile together with O += P V of the tile before it, so the tensor cores
+    // work on both while this warpgroup waits; the softmax of S_t runs while P V drains. Across a job
+    // boundary the next job's S_0 (its Q is in the other Q buffer) goes out with this job's last P V,
+    // and this job's epilogue follows the next job's first softmax: a job's start and end cost no matrix-idle issue
     // slot of their own (they used to: short causal jobs lost 10-15% to it). With one Q buffer (D 256)
     // the next job's Q can only load after this job's epilogue, so the boundary step issues P V alone.
     // Pingpong (across the two warpgroups): issues alternate through named barriers, so one warpgroup's
