@@ -24,6 +24,17 @@ __device__ __forceinline__ int div_group(const AttnParams& p, int n) {
   return int((__umulhi(unsigned(n), p.group_mul) + unsigned(n)) >> p.group_shr);
 }
 
+// Keys query qi may see, as one range [lo, hi] (the job's KV bounds, causal, window; none past the
+// request's queries), taken relative to key `first`: the mask then compares constant key offsets.
+__device__ __forceinline__ void key_range(const AttnParams& p, int qi, int qo_len, int offset, int kv_lo, int kv_hi,
+                                          int first, int& lo, int& hi) {
+  lo = kv_lo, hi = kv_hi - 1;
+  if (p.causal) hi = min(hi, qi + offset);
+  if (p.window_left >= 0) lo = max(lo, qi + offset - p.window_left);
+  if (qi >= qo_len) hi = lo - 1;
+  lo -= first, hi -= first;
+}
+
 __device__ __forceinline__ void load_job(const AttnParams& p, int w, Job& j) {
   if (p.work) {
     load_item(p, w, j);

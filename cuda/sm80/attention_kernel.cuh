@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     auto fetch_ids = [&](int t) {
       if (page_size <= 0) return;
       const int pos0 = tile_start + t * kKV + lrow0;
-      int pg = pos0 / page_size, sl = pos0 - pg * page_size;  // one division per tile
+      int pg = pos0 / (kGeneral ? page_size : 1), sl = pos0 - pg * page_size;  // one division per tile (plain build: never run)
       // The id of page `page`, whose first row this thread uses sits at `pos`. Branch-free: rows past
       // the end read the request's first id (it has one: kv_hi > 0 here); never read out of range.
       auto id_at = [&](int page, int pos) {
@@ -301,26 +301,24 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
 #pragma unroll
               for (int i = 0; i < 4; ++i) s[mt][n][i] = fast_tanh(s[mt][n][i] * pre) * post;
         }
+        if (need_mask) {
 #pragma unroll
-        for (int mt = 0; mt < kMT && need_mask; ++mt)
+          for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            // Allowed keys of this row as one range [lo, hi] (bounds, causal, window), taken relative
-            // to the thread's first key base + 2 tq: element (n, e) is then key 8 n + e, a constant.
-            const int qi = div_group(p, row0 + (wq * kMT + mt) * 16 + g + 8 * h);
-            int lo = kv_lo, hi = kv_hi - 1;
-            if (p.causal) hi = min(hi, qi + offset);
-            if (p.window_left >= 0) lo = max(lo, qi + offset - p.window_left);
-            if (qi >= job.qo_len) hi = lo - 1;
-            lo -= base + 2 * tq, hi -= base + 2 * tq;
+            for (int h = 0; h < 2; ++h) {
+              // Relative to the thread's first key base + 2 tq: element (n, e) is key 8 n + e.
+              const int qi = div_group(p, row0 + (wq * kMT + mt) * 16 + g + 8 * h);
+              int lo, hi;
+              key_range(p, qi, job.qo_len, offset, kv_lo, kv_hi, base + 2 * tq, lo, hi);
 #pragma unroll
-            for (int n = 0; n < kNS; ++n)
+              for (int n = 0; n < kNS; ++n)
 #pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const float x = s[mt][n][2 * h + e];
-                s[mt][n][2 * h + e] = (8 * n + e >= lo && 8 * n + e <= hi) ? x : -INFINITY;
-              }
-          }
+                for (int e = 0; e < 2; ++e) {
+                  const float x = s[mt][n][2 * h + e];
+                  s[mt][n][2 * h + e] = (8 * n + e >= lo && 8 * n + e <= hi) ? x : -INFINITY;
+                }
+            }
+        }
         // Custom mask (rare): a row's bits of this thread's keys gathered in a loop (compact code: the
         // prologue and loop stay in the instruction cache), then applied to the allowed keys.
         if (need_mask && mask_bits) {

@@ -46,6 +46,7 @@ namespace kvinfer::detail::attn90 {
 
 using namespace kvinfer::cuda;
 using attn::div_group;
+using attn::key_range;
 using attn::load_job;
 
 template <int D>
@@ -359,7 +360,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     // the next job's Q can only load after this job's epilogue, so the boundary step issues P V alone.
     // Pingpong (across the two warpgroups): issues alternate through named barriers, so one warpgroup's
     // softmax overlaps the other's matrix work; both warpgroups take the same steps.
-    constexpr bool kOverlap = C::kOBuffer;
     // State of the job whose S tiles are issued (cj, from its slot): masking bounds, softmax maxima and
     // sums, its query rows and Q descriptor. O (and mo, lo at a boundary) belongs to job jc, which is
     // the same job except between a boundary step's issue and its epilogue.
@@ -404,14 +404,9 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       if (need_mask) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          // Allowed keys of this row as one range [lo, hi] (bounds, causal, window), taken relative to
-          // the thread's first key tbase + 2 tq: element (j, e) is then key 8 j + e, a constant.
-          const int qi = qrow[h];
-          int lo = r.kv_lo, hi = r.kv_hi - 1;
-          if (p.causal) hi = min(hi, qi + r.offset);
-          if (p.window_left >= 0) lo = max(lo, qi + r.offset - p.window_left);
-          if (qi >= cj.qo_len) hi = lo - 1;
-          lo -= tbase + 2 * tq, hi -= tbase + 2 * tq;
+          // Relative to the thread's first key tbase + 2 tq: element (j, e) is key 8 j + e.
+          int lo, hi;
+          key_range(p, qrow[h], cj.qo_len, r.offset, r.kv_lo, r.kv_hi, tbase + 2 * tq, lo, hi);
 #pragma unroll
           for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
@@ -652,7 +647,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       const JobSlot js = cj;
       JobSlot nj{};
       primed = false;
-      if constexpr (kOverlap) {
+      if constexpr (C::kOBuffer) {
         release(q_empty(jc));  // this job's S are done (O is staged elsewhere)
         nj = read_slot(jc + 1);
         if (n > 0 && nj.r.num_tiles > 0) {  // the next job's S_0 goes with this job's last P V
@@ -666,7 +661,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       epilogue(js, mo, lo);
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
-      if constexpr (!kOverlap) {
+      if constexpr (!C::kOBuffer) {
         flush_store();  // the next job's Q goes into this job's buffer
         nj = read_slot(jc + 1);
       }
