@@ -12,8 +12,8 @@
 // read transposed from shared memory; S_t is issued together with P_{t-1} V_{t-1} (across jobs too:
 // the next job's S_0 goes with a job's last P V), issues alternate between the two consumers
 // (pingpong), and each releases a stage through its empty barrier. O is staged in the warpgroup's
-// half of an O buffer (D 64 / 128; of the Q buffer at D 256) and leaves by TMA store (16-byte stores
-// for tiles that run past their request or for split partials). The grid is persistent over the (work item,
+// half of an O buffer (D 64 / 128; at D 256 the two take turns with one 64-row buffer) and leaves by
+// TMA store (16-byte stores for tiles that run past their request or for split partials). The grid is persistent over the (work item,
 // kv head) job list, walked in kv-head sections (job_of): CTA i starts with job i, then claims the
 // next job through a counter (plans) or takes i + grid, ... (single requests). The producer resolves
 // each job and hands it to the consumers in a shared-memory slot next to the job's Q.
@@ -61,10 +61,13 @@ struct Config {
   // Q is double-buffered where shared memory allows (not at D = 256): the next job's Q then loads
   // while this job runs, instead of after its last S = Q K^T (short jobs waited on it).
   static constexpr int kQBuffers = D == 256 ? 1 : 2;
-  // With two Q buffers, O is staged for its TMA store in a buffer of its own (kTileO): a job's Q buffer
-  // then goes back to the producer as soon as its last S = Q K^T is done, not after its O has left.
+  // O is staged for its TMA store in a buffer of its own, so a job's Q buffer goes back to the producer
+  // as soon as its last S = Q K^T is done, not after its O has left. kOBuffer (two Q buffers): one O
+  // buffer of kM rows, a half per consumer warpgroup. D 256 has room for 64 rows only: the two
+  // warpgroups take turns with it (named barriers 6 + wg pass it on once a store has read it).
   static constexpr bool kOBuffer = kQBuffers > 1;
-  static constexpr int kTileO = kOBuffer ? kTileQ : 0;
+  static constexpr int kORows = kOBuffer ? kM : 64;
+  static constexpr int kTileO = kORows * D * 2;
   static constexpr int kOffK = kQBuffers * kTileQ, kOffV = kOffK + kStages * kTileKV;
   static constexpr int kOffO = kOffV + kStages * kTileKV, kOffBar = kOffO + kTileO;
   static constexpr int kNumBars = 2 * kQBuffers + 4 * kStages;
@@ -214,86 +217,97 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 
       const T* k_head = static_cast<const T*>(p.k) + int64_t(kvh) * p.k_stride_h + lc0 * 8;
       const T* v_head = static_cast<const T*>(p.v) + int64_t(kvh) * p.v_stride_h + lc0 * 8;
-      for (int t = 0; t < r.num_tiles; ++t, ++it) {
-        const int st = it % kStages;
-        const uint32_t ph = ((it / kStages) & 1) ^ 1;
+      // Operand kv (0: K, 1: V) of tile t of this job (stage and phase from its pipeline index it + t):
+      // each row's element offset (past the end or a bad page: zero-filled, never read), then its
+      // copy. Paged: page and slot step along with the rows. Full tiles of a contiguous/ragged KV: one
+      // thread issues the TMA boxes (64 columns each), the others only arrive. Boundary tiles go
+      // through cp.async, which zero-fills rows past the end (a box would read the next request's
+      // tokens, and 0 x NaN there would poison O). box_id: the page id of this thread's box (paged TMA).
+      auto tile_tma = [&](int t) { return p.use_tma && r.tile_start + (t + 1) * kN <= r.kv_hi; };
+      auto load_operand = [&](int kv, int t, int box_id) {
+        const int st = (it + t) % kStages;
+        const uint32_t ph = (((it + t) / kStages) & 1) ^ 1;
         const int tbase = r.tile_start + t * kN;
         const uint32_t dk = sK + st * C::kTileKV, dv = sV + st * C::kTileKV;
-        // One pass per operand (K, then V): each row's element offset (past the end or a bad page:
-        // zero-filled, never read), then its copy. Paged: page and slot step along with the rows.
-        // Full tiles of a contiguous/ragged KV: one thread issues the TMA boxes (64 columns each), the
-        // others only arrive. Boundary tiles go through cp.async, which zero-fills rows past the end
-        // (a box would read the next request's tokens, and 0 x NaN there would poison O).
-        const bool tma = p.use_tma && tbase + kN <= r.kv_hi;  // paged: use_tma only for page sizes that tile kN
-        // Paged: the page id is loaded before the stage waits, so its latency hides behind them.
-        const int box_id =
-            tma && box_issuer ? __ldg(p.kv_indices + job.kv_base + tbase / p.page_size + box / (D / 64)) : 0;
+        const bool tma = tile_tma(t);  // paged: use_tma only for page sizes that tile kN
+        mbar_wait(kv ? v_empty(st) : k_empty(st), ph);
+        KV_TRACE(0, 23 + kv, tid == 0);
+        if (tma) {
+          const uint32_t full = kv ? v_full(st) : k_full(st);
+          const void* map = kv ? &p.tma_v : &p.tma_k;
+          uint64_t* mbar = reinterpret_cast<uint64_t*>(gsmem + (full - base));
+          unsigned char* dst = gsmem + ((kv ? sV : sK) - base) + st * C::kTileKV;
+          constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_LAST);
+          if (!paged) {
+            if (tid == 0) {
+              mbar_arrive_expect_tx(full, C::kTileKV);
 #pragma unroll
-        for (int kv = 0; kv < 2; ++kv) {
-          mbar_wait(kv ? v_empty(st) : k_empty(st), ph);
-          KV_TRACE(0, 23 + kv, tid == 0);
-          if (tma) {
-            const uint32_t full = kv ? v_full(st) : k_full(st);
-            const void* map = kv ? &p.tma_v : &p.tma_k;
-            uint64_t* mbar = reinterpret_cast<uint64_t*>(gsmem + (full - base));
-            unsigned char* dst = gsmem + ((kv ? sV : sK) - base) + st * C::kTileKV;
-            constexpr uint64_t kHint = uint64_t(cute::TMA::CacheHintSm90::EVICT_LAST);
-            if (!paged) {
-              if (tid == 0) {
-                mbar_arrive_expect_tx(full, C::kTileKV);
-#pragma unroll
-                for (int c = 0; c < D / 64; ++c)
-                  cute::SM90_TMA_LOAD_3D::copy(map, mbar, kHint, dst + c * kN * 128, c * 64, kvh, job.kv_base + tbase);
-              } else {
-                mbar_arrive(full);
-              }
+              for (int c = 0; c < D / 64; ++c)
+                cute::SM90_TMA_LOAD_3D::copy(map, mbar, kHint, dst + c * kN * 128, c * 64, kvh, job.kv_base + tbase);
             } else {
-              // One box per (page, 64 columns). Thread 0 announces the tile's bytes with its arrival; a
-              // box may complete before that (the transaction count goes negative meanwhile), but the
-              // phase cannot: it waits for all 128 arrivals. Page ids outside the cache are
-              // out-of-bounds boxes: zero-filled, never read (the pre-kernel flagged the request).
-              const int cb = box % (D / 64);
-              if (box_issuer)
-                cute::SM90_TMA_LOAD_4D::copy(map, mbar, kHint, dst + cb * kN * 128 + (box / (D / 64)) * box_rows * 128,
-                                             cb * 64, kvh, tbase % p.page_size, box_id);
-              if (tid == 0) {
-                mbar_arrive_expect_tx(full, C::kTileKV);
-              } else {
-                mbar_arrive(full);
-              }
+              mbar_arrive(full);
             }
-            continue;
-          }
-          const T* head = kv ? v_head : k_head;
-          const uint32_t dst = kv ? dv : dk;
-          const int64_t stride_tok = kv ? p.v_stride_tok : p.k_stride_tok;
-          const int64_t* page_off = kv ? p.page_off_v : p.page_off_k;
-          const int pos0 = tbase + lr0;
-          int pg = 0, sl = 0;
-          if (paged) pg = pos0 / p.page_size, sl = pos0 - pg * p.page_size;
-#pragma unroll 4
-          for (int i = 0; i < kN / kRowStep; ++i) {
-            const int pos = pos0 + i * kRowStep;
-            int64_t off;
-            if (paged) {
-              if (i > 0) {
-                sl += kRowStep;
-                while (sl >= p.page_size) sl -= p.page_size, ++pg;
-              }
-              const int64_t po = pos < r.kv_hi ? page_off[job.kv_base + pg] : -1;
-              off = po < 0 ? -1 : po + int64_t(sl) * stride_tok;
+          } else {
+            // One box per (page, 64 columns). Thread 0 announces the tile's bytes with its arrival; a
+            // box may complete before that (the transaction count goes negative meanwhile), but the
+            // phase cannot: it waits for all 128 arrivals. Page ids outside the cache are
+            // out-of-bounds boxes: zero-filled, never read (the pre-kernel flagged the request).
+            const int cb = box % (D / 64);
+            if (box_issuer)
+              cute::SM90_TMA_LOAD_4D::copy(map, mbar, kHint, dst + cb * kN * 128 + (box / (D / 64)) * box_rows * 128,
+                                           cb * 64, kvh, tbase % p.page_size, box_id);
+            if (tid == 0) {
+              mbar_arrive_expect_tx(full, C::kTileKV);
             } else {
-              off = pos < r.kv_hi ? (int64_t(job.kv_base) + pos) * stride_tok : -1;
+              mbar_arrive(full);
             }
-#ifndef KVINFER_EXP_NO_LOADS
-            cp_async_16(dst + sw128<kN>(lr0 + i * kRowStep, lc0), off >= 0 ? head + off : head, off >= 0);
-#else
-            if (off == -12345) cp_async_16(dst, head, true);
-#endif
           }
-          mbar_arrive_cp_async(kv ? v_full(st) : k_full(st));
+          return;
         }
+        const T* head = kv ? v_head : k_head;
+        const uint32_t dst = kv ? dv : dk;
+        const int64_t stride_tok = kv ? p.v_stride_tok : p.k_stride_tok;
+        const int64_t* page_off = kv ? p.page_off_v : p.page_off_k;
+        const int pos0 = tbase + lr0;
+        int pg = 0, sl = 0;
+        if (paged) pg = pos0 / p.page_size, sl = pos0 - pg * p.page_size;
+#pragma unroll 4
+        for (int i = 0; i < kN / kRowStep; ++i) {
+          const int pos = pos0 + i * kRowStep;
+          int64_t off;
+          if (paged) {
+            if (i > 0) {
+              sl += kRowStep;
+              while (sl >= p.page_size) sl -= p.page_size, ++pg;
+            }
+            const int64_t po = pos < r.kv_hi ? page_off[job.kv_base + pg] : -1;
+            off = po < 0 ? -1 : po + int64_t(sl) * stride_tok;
+          } else {
+            off = pos < r.kv_hi ? (int64_t(job.kv_base) + pos) * stride_tok : -1;
+          }
+#ifndef KVINFER_EXP_NO_LOADS
+          cp_async_16(dst + sw128<kN>(lr0 + i * kRowStep, lc0), off >= 0 ? head + off : head, off >= 0);
+#else
+          if (off == -12345) cp_async_16(dst, head, true);
+#endif
+        }
+        mbar_arrive_cp_async(kv ? v_full(st) : k_full(st));
+      };
+      // K runs one tile ahead of V: K_t, V_{t-1}, K_{t+1}, ... The consumers free a K stage after its
+      // S (step t) and a V stage after its P V (step t + 1), so K_{t+1} no longer waits behind the
+      // later V stage. Paged: a tile's page id is loaded before its K stage waits (latency hidden).
+      int box_prev = 0;
+      for (int t = 0; t <= r.num_tiles; ++t) {
+        int box_id = 0;
+        if (t < r.num_tiles) {
+          if (tile_tma(t) && box_issuer)
+            box_id = __ldg(p.kv_indices + job.kv_base + (r.tile_start + t * kN) / p.page_size + box / (D / 64));
+          load_operand(0, t, box_id);
+        }
+        if (t > 0) load_operand(1, t - 1, box_prev);
+        box_prev = box_id;
       }
+      it += r.num_tiles;
     }
     // The last CTA out resets the claim counters for the next launch (graph replays included): every
     // CTA counts itself out after its last claim, so no claim follows the reset.
@@ -357,7 +371,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
     // boundary the next job's S_0 (its Q is in the other Q buffer) goes out with this job's last P V,
     // and this job's epilogue follows the next job's first softmax: a job's start and end cost no matrix-idle issue
     // slot of their own (they used to: short causal jobs lost 10-15% to it). With one Q buffer (D 256)
-    // the next job's Q can only load after this job's epilogue, so the boundary step issues P V alone.
+    // the next job's Q loads during this job's last P V (issued alone) and epilogue.
     // Pingpong (across the two warpgroups): issues alternate through named barriers, so one warpgroup's
     // softmax overlaps the other's matrix work; both warpgroups take the same steps.
     // State of the job whose S tiles are issued (cj, from its slot): masking bounds, softmax maxima and
@@ -454,33 +468,34 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         pf[kc][3] = pack2<T>(sacc[8 * kc + 6], sacc[8 * kc + 7]);
       }
     };
-    // O staged in the Q buffer (one Q buffer): a TMA store reads the staging rows after the epilogue;
-    // the buffer goes back to the producer once it has, before the next job's slot is read.
-    bool store_pending = false;
-    int store_job = 0;
-    auto flush_store = [&]() {
-      if (C::kOBuffer || !store_pending) return;
-      if (wt == 0) cute::tma_store_wait<0>();
-      release(q_empty(store_job));
-      store_pending = false;
+    // Shared O buffer (D 256): warpgroup 0 has it first; each hands it to the other once its rows
+    // have left (o_pass), and waits for it back before its next epilogue (o_take).
+    auto o_take = [&]() {
+      if constexpr (!C::kOBuffer) named_barrier_sync(6 + wg, 256);
     };
+    auto o_pass = [&]() {
+      if constexpr (!C::kOBuffer) named_barrier_arrive(6 + (wg ^ 1), 256);
+    };
+    if (wg == 1) o_pass();
 
     // ---- epilogue of job jc (js: its slot). O, normalised and in the output dtype, goes through this
-    // warpgroup's 64 rows of the O buffer (or of the job's Q buffer, whose last reader was this
-    // warpgroup's S = Q K^T), so that the global stores are whole 16-byte chunks along rows (direct
-    // 4-byte stores from the accumulator layout cost a tile's time). LSE from registers (mo, lo: the
-    // job's final maxima and sums).
+    // warpgroup's 64 rows of the O buffer, so that the global stores are whole 16-byte chunks along rows
+    // (direct 4-byte stores from the accumulator layout cost a tile's time). LSE from registers (mo, lo:
+    // the job's final maxima and sums).
     auto epilogue = [&](const JobSlot& js, const float (&mo)[2], const float (&lo)[2]) {
       const JobRange& r = js.r;
       const int kvh = js.kvh;
       const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[js.request]) ? NAN : 0.f;
-      const uint32_t so = (C::kOBuffer ? sO : q_tile(jc)) + wg * 64 * 128;  // row wg * 64 of each 64-column block
+      constexpr int kOR = C::kORows;
+      const uint32_t so = sO + (C::kOBuffer ? wg * 64 * 128 : 0);  // this warpgroup's first row of each 64-column block
       if constexpr (C::kOBuffer) {
         // The previous job's O has left the buffer: its TMA store has read it (wt 0 issued it), and
         // every thread has read its chunks.
         if (wt == 0) cute::tma_store_wait<0>();
         named_barrier_sync(3 + wg, 128);
+      } else {
+        o_take();
       }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -491,7 +506,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         const int rr = warp * 16 + g + 8 * h;  // row within this warpgroup's 64
 #pragma unroll
         for (int j = 0; j < D / 8; ++j)
-          *reinterpret_cast<uint32_t*>(gsmem + (so - base) + sw128<kM>(rr, j) + 4 * tq) =
+          *reinterpret_cast<uint32_t*>(gsmem + (so - base) + sw128<kOR>(rr, j) + 4 * tq) =
               pack2<T>(o[4 * j + 2 * h] * inv + poison, o[4 * j + 2 * h + 1] * inv + poison);
         const int pr = rbase + 8 * h;
         if (p.lse == nullptr && js.partial < 0) continue;
@@ -505,32 +520,31 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       KV_TRACE(1, 17, tr);
       if (p.o_tma && js.partial < 0 && r.row0 + kM <= r.packed_rows) {
         // Every row of the tile belongs to the request: one TMA store per 64 columns of this
-        // warpgroup's 64 rows; a staging Q buffer goes back to the producer once the store has read it.
+        // warpgroup's 64 rows; a shared O buffer goes to the other warpgroup once the store has read it.
         fence_proxy_async();  // this thread's shared writes, before the async proxy reads them
         named_barrier_sync(3 + wg, 128);
         KV_TRACE(1, 18, tr);
         if (wt == 0) {
 #pragma unroll
           for (int c = 0; c < D / 64; ++c)
-            cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kM * 128, c * 64, 0, kvh,
+            cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kOR * 128, c * 64, 0, kvh,
                                           js.qo_begin + div_group(p, r.row0 + wg * 64));
           cute::tma_store_arrive();
+          if constexpr (!C::kOBuffer) cute::tma_store_wait<0>();
         }
-        if constexpr (!C::kOBuffer) store_pending = true, store_job = jc;
+        if constexpr (!C::kOBuffer) {
+          __syncwarp();  // lane 0 of warp 0 saw the store read the buffer
+          o_pass();
+        }
       } else {
         named_barrier_sync(3 + wg, 128);
-        // Chunks into registers first, so the buffer goes back to the producer before the global
-        // stores (a proxy fence after them would wait for the stores to complete).
+        // Chunks into registers, then 16-byte global stores.
         constexpr int kCpr = D / 8, kRowStep = 128 / kCpr, kPasses = 64 / kRowStep;  // 16-byte chunks per row
         const int c = wt % kCpr, rr0 = wt / kCpr;
         uint4 chunk[kPasses];
 #pragma unroll
         for (int i = 0; i < kPasses; ++i)
-          chunk[i] = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kM>(rr0 + i * kRowStep, c));
-        if constexpr (!C::kOBuffer) {
-          fence_proxy_async();  // these generic accesses before the producer's next async-proxy (TMA) write
-          release(q_empty(jc));
-        }
+          chunk[i] = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kOR>(rr0 + i * kRowStep, c));
         // Row pr = (query qi, head g of the group); one division, then steps of kRowStep rows (the
         // epilogue's instruction count is on the critical path when both warpgroups end a job).
         const int pr0 = r.row0 + wg * 64 + rr0;
@@ -547,6 +561,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
                        : static_cast<T*>(p.partial_o) + ((int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head) * D;
           *reinterpret_cast<uint4*>(dst + c * 8) = chunk[i];
         }
+        o_pass();
       }
       KV_TRACE(1, 16, tr);
     };
@@ -593,7 +608,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       issue_s(s, st, dq0);
       cute::warpgroup_commit_batch();
       turn_pass();
-      flush_store();
       cute::warpgroup_wait<0>();
       KV_TRACE(1, 10, tr);
       s_done(s, st, tbase);
@@ -613,7 +627,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       issue_prev_pv(sp);
       turn_pass();
       KV_TRACE(1, 9, tr);
-      flush_store();
       cute::warpgroup_wait<1>();  // S done
       KV_TRACE(1, 10, tr);
       s_done(s, st, tbase);
@@ -629,7 +642,6 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       turn_wait();
       issue_prev_pv(sp);
       turn_pass();
-      flush_store();
       cute::warpgroup_wait<0>();
       KV_TRACE(1, 15, tr);
       fence_regs(o);
@@ -647,8 +659,8 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       const JobSlot js = cj;
       JobSlot nj{};
       primed = false;
+      release(q_empty(jc));  // this job's S are done (O is staged elsewhere): the next Q may load
       if constexpr (C::kOBuffer) {
-        release(q_empty(jc));  // this job's S are done (O is staged elsewhere)
         nj = read_slot(jc + 1);
         if (n > 0 && nj.r.num_tiles > 0) {  // the next job's S_0 goes with this job's last P V
           cj = nj;
@@ -661,15 +673,11 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
       epilogue(js, mo, lo);
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
-      if constexpr (!C::kOBuffer) {
-        flush_store();  // the next job's Q goes into this job's buffer
-        nj = read_slot(jc + 1);
-      }
+      if constexpr (!C::kOBuffer) nj = read_slot(jc + 1);  // its Q loaded during the last P V and the epilogue
       ++jc;
       if (!primed) cj = nj;
     }
-    flush_store();
-    if (C::kOBuffer && wt == 0) cute::tma_store_wait<0>();  // the last store has read shared memory
+    if (wt == 0) cute::tma_store_wait<0>();  // the last store has read shared memory
     KV_SPAN(1, wt == 0 && wg == 0);
   }
 #endif
