@@ -449,6 +449,12 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
         }
         l[h] = l[h] * corr[h] + sum;
       }
+      // ptxas hoists the step's wgmma wait for P V above the softmax (the softmax then waits for this
+      // warpgroup's P V). At D 256 a branch on the row sums (never taken: sums of exponentials are not
+      // negative) closes the softmax's basic block and keeps the wait after it: 1.02x at 1024 (H200,
+      // 2026-11-21, ci/ab_sm90.sh). At D 64 / 128 the same ran 0.93x / 0.98x, so ptxas keeps its order.
+      if constexpr (D == 256)
+        if (__any_sync(0xffffffff, l[0] < 0.f || l[1] < 0.f)) __nanosleep(1);
     };
     // O *= corr per row (skipped for a warp whose rows' maxima did not move).
     auto rescale_o = [&](const float (&corr)[2]) {
