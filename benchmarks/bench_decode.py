@@ -78,6 +78,11 @@ def bench_kvinfer(batch, kv_len, nsets, reps, row):
     del out
 
     row["kvinfer_us"] = time_us(lambda w, q, idx: w.run(q, cache), reps, sets)
+    # The same without programmatic dependent launch (enable_pdl=False): back-to-back calls then do not
+    # overlap one kernel's start with the previous one's tail.
+    for s in sets:
+        s[0]._pdl = False
+    row["kvinfer_nopdl_us"] = time_us(lambda w, q, idx: w.run(q, cache), reps, sets)
 
     row["plan_us"] = host_us(lambda: w.plan(indptr, idx, last, HQ, HKV, HEAD_DIM, PAGE_SIZE, q_data_type=DTYPE),
                              PLAN_REPS)
@@ -205,6 +210,8 @@ def bench_config(batch, kv_len, reps, copy_bw, spec_bw):
             row[f"{name}_tbps"] = kv_bytes / peer / 1e6  # the logical (8-head) bytes, expanded or not
             if us:
                 row[f"ratio_{name}"] = peer / us
+            if row.get("kvinfer_nopdl_us"):
+                row[f"ratio_{name}_nopdl"] = peer / row["kvinfer_nopdl_us"]
     return row
 
 
@@ -241,12 +248,14 @@ def main():
           f"Time: median of {args.reps} samples of {BATCH} back-to-back calls (CUDA events, {WARMUP} warmup calls; "
           "small caches rotate several copies so reads come from HBM, not L2). Floors: KV bytes / copy bandwidth "
           "and KV bytes / spec HBM bandwidth. plan(): host latency of the wrapper's plan() (median of "
-          f"{PLAN_REPS}). Peers: torch SDPA on dense contiguous K/V [batch, {HKV}, KV len, {HEAD_DIM}] "
+          f"{PLAN_REPS}). kvinfer runs with programmatic dependent launch (the default, enable_pdl=True: "
+          "a call's kernel starts during the previous call's tail); 'no PDL' is the same with enable_pdl=False. "
+          "Peers: torch SDPA on dense contiguous K/V [batch, {HKV}, KV len, {HEAD_DIM}] "
           "(enable_gqa=True); ratio = peer time / kvinfer time (> 1: kvinfer faster).\n")
     print("| batch | KV len | KV GB | kvinfer µs | kvinfer TB/s | % of copy BW | floor µs (copy BW) | floor µs (spec BW) "
           "| plan() µs | work / partials / chunk / tile | cuDNN µs | cuDNN TB/s | flash µs | flash TB/s "
-          "| kvinfer/cuDNN | kvinfer/flash |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+          "| kvinfer/cuDNN | kvinfer/flash | no-PDL µs | no-PDL kvinfer/cuDNN |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     notes = []
     for r in rows:
         label = f"batch {r['batch']} x {r['kv_len']}"
@@ -264,7 +273,8 @@ def main():
         print(f"| {r['batch']} | {r['kv_len']} | {r['kv_bytes'] / 1e9:.3f} | {kv} | {fmt(r.get('kvinfer_tbps'), '.2f')} "
               f"| {fmt(r.get('pct_copy_bw'), '.1f')} | {r['floor_copy_us']:.1f} | {fmt(r['floor_spec_us'], '.1f')} "
               f"| {fmt(r.get('plan_us'), '.1f')} | {plan} | {' | '.join(peers)} "
-              f"| {fmt(r.get('ratio_cudnn'), '.2f')} | {fmt(r.get('ratio_flash'), '.2f')} |")
+              f"| {fmt(r.get('ratio_cudnn'), '.2f')} | {fmt(r.get('ratio_flash'), '.2f')} "
+              f"| {fmt(r.get('kvinfer_nopdl_us'), '.1f')} | {fmt(r.get('ratio_cudnn_nopdl'), '.2f')} |")
     ok = [r for r in rows if r.get("pct_copy_bw") is not None]
     if ok:
         lo, hi = min(ok, key=lambda r: r["pct_copy_bw"]), max(ok, key=lambda r: r["pct_copy_bw"])

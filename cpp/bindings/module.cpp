@@ -301,10 +301,10 @@ NB_MODULE(_C, m) {
       [](const kvinfer::AttnPlan& plan, const Array& q, const Array& k, const Array& v, const OptArray& kv_indices,
          const Array& o, const OptArray& lse, const OptArray& mask, const Array& int_ws, const Array& float_ws,
          const std::string& kv_layout, bool causal, int window_left, float sm_scale, float soft_cap,
-         uintptr_t stream) {
+         uintptr_t stream, bool enable_pdl) {
         kvinfer::AttentionOptions opt;
         opt.layout = parse_layout(kv_layout), opt.causal = causal, opt.window_left = window_left;
-        opt.sm_scale = sm_scale, opt.logits_soft_cap = soft_cap;
+        opt.sm_scale = sm_scale, opt.logits_soft_cap = soft_cap, opt.enable_pdl = enable_pdl;
         const TensorView qv = view(q, "q"), kv = view(k, "k_cache"), vv = view(v, "v_cache");
         TensorView s1, s2, s3;
         const TensorView* ip = view(kv_indices, "kv_indices", &s1);
@@ -317,5 +317,5 @@ NB_MODULE(_C, m) {
       nb::arg("plan"), nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("kv_indices").none(), nb::arg("out"),
       nb::arg("lse").none(), nb::arg("mask").none(), nb::arg("int_workspace"), nb::arg("float_workspace"),
       nb::arg("kv_layout"), nb::arg("causal"), nb::arg("window_left"), nb::arg("sm_scale"), nb::arg("soft_cap"),
-      nb::arg("stream"));
+      nb::arg("stream"), nb::arg("enable_pdl") = false);
 }

@@ -10,6 +10,21 @@ struct Job {
   int qo_begin, qo_len, kv_len, kv_base;  // kv_base: first page (paged) or token (ragged)
 };
 
+// Programmatic dependent launch (AttnParams::pdl). A CTA lets the stream's next kernel launch at once
+// (its CTAs take slots as this grid's free up), and waits for the previous kernel to complete before it
+// reads anything that kernel may have written: everything but the kernel arguments and the plan's work
+// list (uploaded before the previous kernel ran). No-ops in a normal launch and before sm90.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 // Work item w of a plan: three 16-byte loads (the request's metadata is in the item).
 __device__ __forceinline__ void load_item(const AttnParams& p, int w, Job& j) {
   const int4* src = reinterpret_cast<const int4*>(p.work + w);

@@ -108,10 +108,13 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
   // Swizzled chunk of row lrow0 + i is lcx ^ (i & 7): lrow0 is a multiple of kLoadRows.
   const int lcx = lc0 ^ (lrow0 & 7);
 
-  // The first job loads alongside the count (a plan's work array holds grid_x items).
+  // The first job loads alongside the count (a plan's work array holds grid_x items), before the wait
+  // for the previous kernel (programmatic launch: they are the plan's, written before that kernel ran).
+  pdl_launch_dependents();
   Job job;
   load_job(p, work0, job);
   const int num_work = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
+  pdl_wait();
   for (int w = work0; w < num_work; w += work_step) {
     if (w != work0) load_job(p, w, job);
     const int packed_rows = job.qo_len * group;

@@ -6,6 +6,22 @@
 
 namespace kvinfer::detail {
 
+// Whether the code of `kernel` that runs on the current device was compiled for sm90 or later, so
+// that it waits on griddepcontrol (attn::pdl_wait) before reading the previous kernel's output. A
+// programmatic launch of code without the wait (an sm80 build JIT-compiled from PTX) would race.
+// Cached per device (every instance has its own cache).
+template <typename Kernel>
+bool pdl_capable(Kernel kernel) {
+  static int state[64] = {};  // 0: unknown, 1: no, 2: yes
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return false;
+  if (state[dev] == 0) {
+    cudaFuncAttributes a{};
+    state[dev] = cudaFuncGetAttributes(&a, kernel) == cudaSuccess && a.ptxVersion >= 90 ? 2 : 1;
+  }
+  return state[dev] == 2;
+}
+
 template <int kHeadDim, DType kDT, AttnTile kTile>
 cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream) {
   using T = cuda::cuda_t<kDT>;
@@ -21,8 +37,18 @@ cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream) {
   if (p.grid_x <= 0 || p.num_kv_heads <= 0) return cudaSuccess;
   const int64_t ctas = int64_t(p.grid_x) * p.num_kv_heads;
   if (ctas > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  kernel<<<unsigned(ctas), C::kThreads, C::kSmemBytes, stream>>>(p);
-  return cudaGetLastError();
+  if (!p.pdl || !pdl_capable(kernel)) {
+    kernel<<<unsigned(ctas), C::kThreads, C::kSmemBytes, stream>>>(p);
+    return cudaGetLastError();
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(ctas)), cfg.blockDim = dim3(C::kThreads), cfg.dynamicSmemBytes = C::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr, cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, p);
 }
 
 template <int kHeadDim, DType kDT, AttnTile kTile>

@@ -83,6 +83,8 @@ class _BatchAttention:
 
     backend: "auto" (the Hopper kernels on sm90 devices for prefill plans without a custom mask, else
     the FA2-class kernels), "fa2" or "fa3" (forced; plan() raises ValueError when it cannot run).
+    enable_pdl: launch the FA2-class kernels with programmatic dependent launch on sm90+ devices (they
+    start during the previous kernel's tail and wait for it before reading its outputs; same results).
     """
 
     _paged = True
@@ -90,10 +92,12 @@ class _BatchAttention:
     _decode_tile = "auto"  # the planner's wide / lean decode tile choice ("wide" / "lean": tests, experiments)
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, *, capacity_batch=0,
-                 capacity_rows=0, kv_indices_buffer=None, int_workspace_bytes=INT_WORKSPACE_BYTES, backend="auto"):
+                 capacity_rows=0, kv_indices_buffer=None, int_workspace_bytes=INT_WORKSPACE_BYTES, backend="auto",
+                 enable_pdl=True):
         if backend not in ("auto", "fa2", "fa3"):
             raise ValueError(f"backend: expected \"auto\", \"fa2\" or \"fa3\", got {backend!r}")
         self._backend = backend
+        self._pdl = bool(enable_pdl)
         if kv_layout not in ("NHD", "HND"):
             raise ValueError(f"kv_layout: expected \"NHD\" or \"HND\", got {kv_layout!r}")
         if framework_of(float_workspace_buffer) not in ("torch", "cupy", "dlpack"):
@@ -210,7 +214,7 @@ class _BatchAttention:
                            c.dest(out, "out", own_out), c.dest(lse, "lse", own_lse) if lse is not None else None,
                            c.arg(self._mask, "packed_custom_mask"), c.dest(self._int_ws, "int_workspace", True),
                            c.dest(self._float_ws, "float_workspace_buffer", True), self._layout, self._causal,
-                           self._wl, self._sm, self._cap, c.stream)
+                           self._wl, self._sm, self._cap, c.stream, self._pdl)
         c.finish()
         return (out, lse) if return_lse else out
 
@@ -227,7 +231,7 @@ class BatchDecodeWithPagedKVCacheWrapper(_BatchAttention):
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, use_tensor_cores=True,
                  paged_kv_indptr_buffer=None, paged_kv_indices_buffer=None, paged_kv_last_page_len_buffer=None,
-                 backend="auto"):
+                 backend="auto", enable_pdl=True):
         if backend == "fa3":
             raise ValueError("backend: \"fa3\" is a prefill path; decode runs on \"fa2\" (or \"auto\")")
         batch = 0
@@ -236,7 +240,7 @@ class BatchDecodeWithPagedKVCacheWrapper(_BatchAttention):
                 raise ValueError("use_cuda_graph=True needs paged_kv_indptr_buffer (its length - 1 is the batch size)")
             batch = int(paged_kv_indptr_buffer.shape[0]) - 1
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=batch,
-                         kv_indices_buffer=paged_kv_indices_buffer, backend=backend)
+                         kv_indices_buffer=paged_kv_indices_buffer, backend=backend, enable_pdl=enable_pdl)
 
     def plan(self, indptr, indices, last_page_len, num_qo_heads, num_kv_heads, head_dim, page_size,
              pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None, q_data_type="float16",
@@ -260,14 +264,14 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchAttention):
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
                  paged_kv_indptr_buf=None, paged_kv_indices_buf=None, paged_kv_last_page_len_buf=None,
-                 max_num_qo_tokens=None, backend="auto"):
+                 max_num_qo_tokens=None, backend="auto", enable_pdl=True):
         batch = rows = 0
         if use_cuda_graph:
             if qo_indptr_buf is None or max_num_qo_tokens is None:
                 raise ValueError("use_cuda_graph=True needs qo_indptr_buf (batch capacity) and max_num_qo_tokens")
             batch, rows = int(qo_indptr_buf.shape[0]) - 1, int(max_num_qo_tokens)
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=rows,
-                         kv_indices_buffer=paged_kv_indices_buf, backend=backend)
+                         kv_indices_buffer=paged_kv_indices_buf, backend=backend, enable_pdl=enable_pdl)
 
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads, num_kv_heads,
              head_dim_qk, page_size, head_dim_vo=None, custom_mask=None, packed_custom_mask=None, causal=False,
@@ -296,14 +300,14 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchAttention):
     _paged = False
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
-                 kv_indptr_buf=None, max_num_qo_tokens=None, backend="auto"):
+                 kv_indptr_buf=None, max_num_qo_tokens=None, backend="auto", enable_pdl=True):
         batch = rows = 0
         if use_cuda_graph:
             if qo_indptr_buf is None or max_num_qo_tokens is None:
                 raise ValueError("use_cuda_graph=True needs qo_indptr_buf (batch capacity) and max_num_qo_tokens")
             batch, rows = int(qo_indptr_buf.shape[0]) - 1, int(max_num_qo_tokens)
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=rows,
-                         backend=backend)
+                         backend=backend, enable_pdl=enable_pdl)
 
     def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, head_dim_vo=None, custom_mask=None,
              packed_custom_mask=None, causal=False, pos_encoding_mode="NONE", window_left=-1, logits_soft_cap=None,

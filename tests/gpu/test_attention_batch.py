@@ -123,6 +123,33 @@ def test_decode_skewed_batch_splits():
     check(o, s, ref_o, ref_s, dtype)
 
 
+@pytest.mark.parametrize("lens", [[4000, 1, 2500, 700, 4097], [2048] * 16])
+def test_decode_pdl_chain(lens):
+    """Programmatic dependent launch (enable_pdl, the default): each run's q is the previous run's
+    output, so a kernel that read q before the previous kernel finished would see a stale or partial q.
+    The chain matches the same chain without PDL bit for bit, and its first step the reference."""
+    d, dtype = compiled(128, "bf16")
+    rng = rng_for("pdl_chain", len(lens))
+    ps, hq, hkv = 16, 8, 2
+    kv = PagedKV(lens, ps, hkv, d, dtype, "NHD", rng, spare=3)
+    q0 = randn(rng, (len(lens), hq, d), dtype)
+    outs = {}
+    for pdl in (True, False):
+        w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(workspace(), "NHD", enable_pdl=pdl)
+        w.plan(kv.indptr, kv.indices_on_device(), kv.last_page_len, hq, hkv, d, ps, q_data_type=DTYPES[dtype])
+        chain = [q0]
+        for _ in range(8):
+            chain.append(w.run(chain[-1], kv.cache))
+        sync()
+        outs[pdl] = chain
+    for a, b in zip(outs[True], outs[False]):
+        assert torch.equal(a, b)
+    ref_o, ref_s = batch_reference(q0, indptr_of([1] * len(lens)), kv.kv)
+    o1, s1 = run_into(w, q0, (kv.cache,), dtype, use_out=True)
+    check(o1, s1, ref_o, ref_s, dtype)
+    assert torch.equal(o1, outs[True][1])
+
+
 @pytest.mark.parametrize("group,hkv,d,dtype", [(1, 4, 64, "fp16"), (4, 2, 128, "bf16"), (16, 1, 256, "fp16"),
                                                 (5, 2, 128, "fp16")])
 def test_decode_in_kernel_merge(group, hkv, d, dtype):

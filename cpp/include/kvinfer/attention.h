@@ -21,6 +21,10 @@ struct AttentionOptions {
   int window_left = -1;          // >= 0: keys older than query position - window_left are masked
   float sm_scale = 0.f;          // <= 0: 1 / sqrt(head_dim)
   float logits_soft_cap = 0.f;   // > 0: logits = cap * tanh(logits / cap)
+  // Programmatic dependent launch (sm90+ devices; ignored elsewhere): the FA2-class kernel may start
+  // while the stream's previous kernel finishes. It reads nothing that kernel writes before
+  // griddepcontrol.wait (only its plan's work list), so results are the same either way.
+  bool enable_pdl = false;
 };
 
 // How a single request is cut: query tile and KV splits (merged through tmp buffers).
