@@ -10,8 +10,8 @@ struct Job {
   int qo_begin, qo_len, kv_len, kv_base;  // kv_base: first page (paged) or token (ragged)
 };
 
-// Programmatic dependent launch (AttnParams::pdl). A CTA lets the stream's next kernel launch at once
-// (its CTAs take slots as this grid's free up), and waits for the previous kernel to complete before it
+// Programmatic dependent launch (AttnParams::pdl). A CTA lets the stream's next kernel launch (its
+// CTAs take slots as this grid's free up), and waits for the previous kernel to complete before it
 // reads anything that kernel may have written: everything but the kernel arguments and the plan's work
 // list (uploaded before the previous kernel ran). No-ops in a normal launch and before sm90.
 __device__ __forceinline__ void pdl_launch_dependents() {

@@ -110,7 +110,6 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
 
   // The first job loads alongside the count (a plan's work array holds grid_x items), before the wait
   // for the previous kernel (programmatic launch: they are the plan's, written before that kernel ran).
-  pdl_launch_dependents();
   Job job;
   load_job(p, work0, job);
   const int num_work = p.work ? *p.num_work : p.implicit_qo_tiles * p.implicit_splits;
@@ -405,6 +404,10 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       }
     }
     cp_async_wait<0>();
+    // Programmatic launch: the next kernel may launch once every CTA is in its last epilogue (its CTAs
+    // then take the slots this grid frees; triggered at the start, they took slots early and 64 x 2048
+    // decode ran 0.92x).
+    if (w + work_step >= num_work) pdl_launch_dependents();
 
     // ---- epilogue: normalise, write rows (direct or partial), LSE; NaN rows for corrupt page ids
     // (device-resident indices cannot be checked on the host without a sync; this makes them visible).
