@@ -18,7 +18,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm 
 
 if [ "${KVINFER_SKIP_BUILD:-0}" != 1 ]; then
   start=$(date +%s)
-  if ! python3 -m pip install --no-build-isolation -v . > "$OUT_DIR/build.log" 2>&1; then
+  # Its own build directory: experiment builds (pip --target, patched sources) use the default one, and
+  # the device's copy of the tree keeps the local file times, so a restored source can look older than
+  # an object built from its patched version.
+  if ! python3 -m pip install --no-build-isolation -v --config-settings=build-dir=build/gpu . \
+      > "$OUT_DIR/build.log" 2>&1; then
     tail -60 "$OUT_DIR/build.log"; echo "BUILD FAILED"; exit 1
   fi
   echo "build: $(( $(date +%s) - start )) s"
