@@ -391,7 +391,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   const bool merge_in_kernel = plan.merge_in_kernel;  // FA2 decode-tile plans only (the planner's rule)
   if (merge_in_kernel) p.merge_counters = reinterpret_cast<int32_t*>(ws + plan.off_merge_ctr);
   p.grid_x = plan.grid_x;
-  p.pdl = opt.enable_pdl && po.backend == AttnBackend::kFA2 && detail::device_cc(q.device_id) >= 90;
+  p.pdl = opt.enable_pdl;  // the FA2-class launcher decides whether it can (pdl_capable)
   const detail::AttnTile tile = plan.tile_rows != 16 ? detail::AttnTile::kPrefill
                                 : plan.lean_decode   ? detail::AttnTile::kDecodeLean
                                                      : detail::AttnTile::kDecode;

@@ -116,7 +116,9 @@ struct AttnParams {
   float sm_scale = 1.f;
   float soft_cap = 0.f;                    // <= 0: off
   int grid_x = 1;                          // CTAs along the work axis (the kernel strides over work)
-  bool pdl = false;                        // FA2-class launch with programmatic stream serialization
+  // Programmatic dependent launch wanted: the FA2-class launcher uses it where the kernel's code was
+  // compiled for sm90 (it then runs on sm90+ and waits on griddepcontrol); others ignore it.
+  bool pdl = false;
   // Hopper path: job order. Jobs w = 0, 1, ... walk the kv heads in sections of head_section heads
   // (0: all heads in one section): all work items of a section before the next, heads fastest, so
   // the CTAs running at once share the K/V of few heads in L2. Single request only: a plan's value

@@ -14,9 +14,15 @@ from .mask import pack_custom_mask
 _MIN_CHUNK_TOKENS = 256
 
 
+def _fallback_ctas_per_sm(lean):
+    """Resident CTAs per SM assumed when the occupancy calculator cannot answer (no GPU, no instance)."""
+    return 4 if lean else 2
+
+
 @functools.lru_cache(maxsize=None)
 def _ctas_per_sm(head_dim, dtype, decode_tile, device_index, lean=False):
-    return _C.attention_ctas_per_sm(head_dim, dtype, decode_tile, device_index, lean) or (4 if lean else 2)
+    return (_C.attention_ctas_per_sm(head_dim, dtype, decode_tile, device_index, lean)
+            or _fallback_ctas_per_sm(lean))
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,7 +34,7 @@ def _target_ctas(device_index=0, head_dim=128, dtype="bfloat16", decode_tile=Fal
     """CTAs to aim a grid at: SMs x resident CTAs per SM of the kernel that will run (from the CUDA
     occupancy calculator; 2 x 132 (lean decode tile: 4 x 132) when no GPU is visible or the instance is
     not compiled)."""
-    per_sm = 4 if lean else 2
+    per_sm = _fallback_ctas_per_sm(lean)
     if not _C.device_count():
         return per_sm * 132
     dtype = {"half": "float16"}.get(str(dtype).split(".")[-1], str(dtype).split(".")[-1])
