@@ -1,7 +1,7 @@
 // Timing harness of the Hopper attention kernel alone (single request, implicit work list), for
 // experiments with the KVINFER_EXP_* switches in cuda/sm90/attention_kernel.cuh.
 //   exp [L=4096] [causal=0] [heads=32] [head_dim=128]     (bf16, random normal data like torch.randn)
-// Env: EXP_STATIC=1 (static job order instead of the claim counter plans use), EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_NO_OTMA=1 (O
+// Env: EXP_KV=192 (D 64: the wide KV tile), EXP_STATIC=1 (static job order instead of the claim counter plans use), EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_NO_OTMA=1 (O
 // by 16-byte stores), EXP_HS=n (kv heads per
 // job section; default: the library's choice), EXP_PAGE=n (K/V read as a paged cache of n-token pages,
 // [L / n, n, H, D], through a shuffled page table; EXP_PAGE_ORDER=1 keeps pages in order).
@@ -64,7 +64,7 @@ static void span_report(int grid) {
 }
 #endif
 
-template <int D>
+template <int D, int KV>
 static int run(int L, bool causal, int H) {
   const size_t n = size_t(L) * H * D;
   __nv_bfloat16 *q, *k, *v, *o;
@@ -102,14 +102,14 @@ static int run(int L, bool causal, int H) {
     p.page_size = ps, p.kv_indices = ids, p.num_pages = L / ps;
     p.k_stride_page = p.v_stride_page = int64_t(ps) * H * D;
     p.page_off_k = p.page_off_v = page_off;
-    const int rows = sm90_kv_rows(D);
+    const int rows = KV;
     p.use_tma = getenv("EXP_NO_TMA") == nullptr && ps % 8 == 0 && (rows % ps == 0 || ps % rows == 0) &&
                 encode_paged_tensor_map(&p.tma_k, k, L / ps, ps, H, D, p.k_stride_page, int64_t(H) * D, D, std::min(ps, rows)) &&
                 encode_paged_tensor_map(&p.tma_v, v, L / ps, ps, H, D, p.v_stride_page, int64_t(H) * D, D, std::min(ps, rows));
   } else {
     p.use_tma = getenv("EXP_NO_TMA") == nullptr &&
-                encode_kv_tensor_map(&p.tma_k, k, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D)) &&
-                encode_kv_tensor_map(&p.tma_v, v, L, H, D, int64_t(H) * D, D, sm90_kv_rows(D));
+                encode_kv_tensor_map(&p.tma_k, k, L, H, D, int64_t(H) * D, D, KV) &&
+                encode_kv_tensor_map(&p.tma_v, v, L, H, D, int64_t(H) * D, D, KV);
   }
   p.q_tma = getenv("EXP_NO_QTMA") == nullptr &&
             encode_packed_rows_tensor_map(&p.tma_q, q, L, H, 1, D, int64_t(H) * D, D, kSm90TileRows);
@@ -121,7 +121,7 @@ static int run(int L, bool causal, int H) {
   // Job order: the library's choice (sm90_head_section), or EXP_HS heads per section.
   std::vector<int32_t> tiles(p.implicit_qo_tiles);
   for (int i = 0; i < p.implicit_qo_tiles; ++i)
-    tiles[i] = sm90_item_tiles(L, L, causal ? p.implicit_qo_tiles - 1 - i : i, 0, L, 1, causal, D);
+    tiles[i] = sm90_item_tiles(L, L, causal ? p.implicit_qo_tiles - 1 - i : i, 0, L, 1, causal, KV);
   // Jobs after the first wave: claimed through a counter (as plans run), or EXP_STATIC=1: i + grid, ...
   const bool claimed = getenv("EXP_STATIC") == nullptr;
   if (claimed) cudaMalloc(&p.sched, 8), cudaMemset(p.sched, 0, 8);
@@ -131,11 +131,11 @@ static int run(int L, bool causal, int H) {
   // EXP_REPS (default 20) timed launches after as many warmup launches: hundreds keep the GPU busy long
   // enough to reach its power-limited clock, as in the benchmarks.
   const int reps = getenv("EXP_REPS") ? std::max(1, atoi(getenv("EXP_REPS"))) : 20;
-  for (int i = 0; i < reps; ++i) launch_attention_sm90<D, DType::kBF16>(p, 0);
+  for (int i = 0; i < reps; ++i) launch_attention_sm90<D, KV, DType::kBF16>(p, 0);
   std::vector<float> times;
   for (int i = 0; i < reps; ++i) {
     cudaEventRecord(a);
-    launch_attention_sm90<D, DType::kBF16>(p, 0);
+    launch_attention_sm90<D, KV, DType::kBF16>(p, 0);
     cudaEventRecord(b);
     cudaEventSynchronize(b);
     float ms = 0;
@@ -145,7 +145,7 @@ static int run(int L, bool causal, int H) {
   std::sort(times.begin(), times.end());
   const float ms = times[reps / 2];
   const double flops = 4.0 * L * L * H * D * (causal ? 0.5 : 1.0);
-  printf("D=%d L=%d H=%d causal=%d page=%d hs=%d claimed=%d tma=%d/%d: %.1f us, %.0f TFLOP/s (%s)\n", D, L, H, causal, ps,
+  printf("D=%d KV=%d L=%d H=%d causal=%d page=%d hs=%d claimed=%d tma=%d/%d: %.1f us, %.0f TFLOP/s (%s)\n", D, KV, L, H, causal, ps,
          p.head_section, int(claimed), int(p.use_tma), int(p.q_tma), ms * 1e3, flops / (ms * 1e-3) / 1e12, cudaGetErrorString(cudaGetLastError()));
 #ifdef KVINFER_EXP_TRACE
   trace_report();
@@ -159,9 +159,12 @@ int main(int argc, char** argv) {
   const int L = argc > 1 ? atoi(argv[1]) : 4096;
   const bool causal = argc > 2 && atoi(argv[2]);
   const int H = argc > 3 ? atoi(argv[3]) : 32, D = argc > 4 ? atoi(argv[4]) : 128;
+  // EXP_KV=192: head dim 64's wide KV tile (default: each head dim's default tile).
+  const bool wide = getenv("EXP_KV") && atoi(getenv("EXP_KV")) == sm90_kv_rows(64, true);
 #ifdef EXP_ONLY_D128  // faster builds while iterating
-  return D == 128 ? run<128>(L, causal, H) : 1;
+  return D == 128 ? run<128, sm90_kv_rows(128, false)>(L, causal, H) : 1;
 #else
-  return D == 64 ? run<64>(L, causal, H) : D == 256 ? run<256>(L, causal, H) : run<128>(L, causal, H);
+  if (D == 64) return wide ? run<64, sm90_kv_rows(64, true)>(L, causal, H) : run<64, sm90_kv_rows(64, false)>(L, causal, H);
+  return D == 256 ? run<256, sm90_kv_rows(256, false)>(L, causal, H) : run<128, sm90_kv_rows(128, false)>(L, causal, H);
 #endif
 }

@@ -79,23 +79,32 @@ def attention_instances(archs, head_dims, dtypes):
 
 def attention_sm90_instances(archs, head_dims, dtypes):
     """Hopper attention (cuda/sm90, wgmma + setmaxnreg: sm_90a only): one instance per (head dim,
-    dtype), built when 90a is among the archs. Causal, window, soft cap, scale, layout and paging
+    dtype, KV tile), built when 90a is among the archs. Causal, window, soft cap, scale, layout and paging
     are run-time parameters; custom masks run on the FA2-class kernels."""
     if "90a" not in archs:
         return []
     out = []
     for d in head_dims:
         for dt in dtypes:
-            out.append(dict(
-                family="attention_sm90",
-                name=f"attention_sm90_d{d}_{dt}",
-                params={"backend": "fa3", "head_dim": d, "dtype": dt},
-                archs=["90a"],
-                include="sm90/attention_launch.cuh",
-                instantiate=f"template cudaError_t launch_attention_sm90<{d}, DType::{DTYPES[dt]}>(const AttnParams&, cudaStream_t);",
-                dispatch=f"KVINFER_ATTENTION_SM90_INSTANCE({d}, DType::{DTYPES[dt]})",
-            ))
+            for kv in sm90_kv_tiles(d):
+                suffix = "" if kv == sm90_kv_tiles(d)[0] else f"_kv{kv}"
+                out.append(dict(
+                    family="attention_sm90",
+                    name=f"attention_sm90_d{d}_{dt}{suffix}",
+                    params={"backend": "fa3", "head_dim": d, "dtype": dt, "kv_tile": kv},
+                    archs=["90a"],
+                    include="sm90/attention_launch.cuh",
+                    instantiate=(f"template cudaError_t launch_attention_sm90<{d}, {kv}, DType::{DTYPES[dt]}>"
+                                 "(const AttnParams&, cudaStream_t);"),
+                    dispatch=f"KVINFER_ATTENTION_SM90_INSTANCE({d}, DType::{DTYPES[dt]}, {kv})",
+                ))
     return out
+
+
+def sm90_kv_tiles(d):
+    """KV tokens per tile of the Hopper instances of head dim d (sm90_kv_rows in cpp/src/launch.h): the
+    default first; head dim 64 also has a wide tile the planner picks for long KV."""
+    return {64: (128, 192), 128: (128,), 256: (64,)}[d]
 
 
 def build_manifest(archs, head_dims, dtypes):

@@ -168,6 +168,7 @@ NB_MODULE(_C, m) {
       .def_ro("batch", &kvinfer::AttnPlan::batch)
       .def_ro("total_qo", &kvinfer::AttnPlan::total_qo)
       .def_ro("tile_rows", &kvinfer::AttnPlan::tile_rows)
+      .def_ro("kv_rows", &kvinfer::AttnPlan::kv_rows)
       .def_ro("lean_decode", &kvinfer::AttnPlan::lean_decode)
       .def_ro("chunk_tokens", &kvinfer::AttnPlan::chunk_tokens)
       .def_ro("grid_x", &kvinfer::AttnPlan::grid_x)
@@ -250,7 +251,8 @@ NB_MODULE(_C, m) {
          const std::string& backend, bool causal) {
         const kvinfer::SinglePlan sp = kvinfer::plan_single(qo_len, kv_len, hq, hkv, head_dim, target_ctas,
                                                             min_chunk_tokens, parse_backend(backend), causal);
-        return nb::make_tuple(sp.tile_rows, sp.splits, sp.chunk_tokens, sp.tmp_rows, sp.grid_x, sp.head_section);
+        return nb::make_tuple(sp.tile_rows, sp.splits, sp.chunk_tokens, sp.tmp_rows, sp.grid_x, sp.head_section,
+                              sp.kv_rows);
       },
       nb::arg("qo_len"), nb::arg("kv_len"), nb::arg("num_qo_heads"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
       nb::arg("target_ctas"), nb::arg("min_chunk_tokens"), nb::arg("backend") = "fa2", nb::arg("causal") = false);
@@ -275,13 +277,14 @@ NB_MODULE(_C, m) {
       [](const Array& q, const Array& k, const Array& v, const Array& o, const OptArray& lse, const OptArray& mask,
          const std::string& kv_layout, bool causal, int window_left, float sm_scale, float soft_cap, int tile_rows,
          int splits, int64_t chunk_tokens, const OptArray& tmp_o, const OptArray& tmp_lse, uintptr_t stream,
-         const std::string& backend, int grid_x, int head_section) {
+         const std::string& backend, int grid_x, int head_section, int kv_rows) {
         kvinfer::AttentionOptions opt;
         opt.layout = parse_layout(kv_layout), opt.causal = causal, opt.window_left = window_left;
         opt.sm_scale = sm_scale, opt.logits_soft_cap = soft_cap;
         kvinfer::SinglePlan sp;
         sp.tile_rows = tile_rows, sp.splits = splits, sp.chunk_tokens = chunk_tokens;
         sp.backend = parse_backend(backend), sp.grid_x = grid_x, sp.head_section = head_section;
+        sp.kv_rows = kv_rows;
         const TensorView qv = view(q, "q"), kv = view(k, "k"), vv = view(v, "v"), ov = view(o, "out");
         TensorView s1, s2, s3, s4;
         const TensorView* lp = view(lse, "lse", &s1);
@@ -294,7 +297,7 @@ NB_MODULE(_C, m) {
       nb::arg("kv_layout"), nb::arg("causal"), nb::arg("window_left"), nb::arg("sm_scale"), nb::arg("soft_cap"),
       nb::arg("tile_rows"), nb::arg("splits"), nb::arg("chunk_tokens"), nb::arg("tmp_o").none(),
       nb::arg("tmp_lse").none(), nb::arg("stream"), nb::arg("backend") = "fa2", nb::arg("grid_x") = 0,
-      nb::arg("head_section") = 0);
+      nb::arg("head_section") = 0, nb::arg("kv_rows") = 0);
 
   m.def(
       "batch_attention",

@@ -128,7 +128,7 @@ void launch(const detail::AttnParams& p, DType dt, AttnBackend backend, detail::
 // TMA descriptors of contiguous/ragged K and V for the FA3 kernel (falls back to cp.async if either
 // cannot be described).
 void set_kv_tensor_maps(detail::AttnParams& p, const TensorView& k, const TensorView& v, int64_t tokens, int64_t hkv) {
-  const int rows = detail::sm90_kv_rows(p.head_dim);
+  const int rows = p.kv_rows;
   p.use_tma = detail::encode_kv_tensor_map(&p.tma_k, k.data, tokens, hkv, p.head_dim, p.k_stride_tok, p.k_stride_h, rows) &&
               detail::encode_kv_tensor_map(&p.tma_v, v.data, tokens, hkv, p.head_dim, p.v_stride_tok, p.v_stride_h, rows);
 }
@@ -142,11 +142,11 @@ void set_qo_tensor_maps(detail::AttnParams& p, const TensorView& q, const Tensor
                                                   p.o_stride_n, p.o_stride_h, detail::kSm90TileRows / 2);
 }
 
-// Paged: TMA per page when pages tile the KV tile (page_size a multiple of 8 that divides it, or a
-// multiple of it); other page sizes gather rows with cp.async.
+// Paged: TMA per page when pages tile the KV tile (sm90_paged_tma); other page sizes gather rows with
+// cp.async.
 void set_paged_tensor_maps(detail::AttnParams& p, const TensorView& k, const TensorView& v, int64_t hkv) {
-  const int rows = detail::sm90_kv_rows(p.head_dim), ps = p.page_size;
-  if (ps % 8 || (rows % ps && ps % rows)) return;
+  const int rows = p.kv_rows, ps = p.page_size;
+  if (!detail::sm90_paged_tma(ps, rows)) return;
   const int box = std::min(ps, rows);
   p.use_tma = detail::encode_paged_tensor_map(&p.tma_k, k.data, p.num_pages, ps, hkv, p.head_dim, p.k_stride_page,
                                               p.k_stride_tok, p.k_stride_h, box) &&
@@ -221,13 +221,15 @@ SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num
   sp.tmp_rows = sp.splits > 1 ? qo_len * sp.splits : 0;
   sp.grid_x = int(std::max<int64_t>(1, std::min<int64_t>(ctas * sp.splits, std::max(1, target_ctas))));
   if (backend == AttnBackend::kFA3) {
+    const int32_t qo_indptr[2] = {0, int32_t(qo_len)}, kv_len32 = int32_t(kv_len);
+    sp.kv_rows = detail::sm90_pick_kv_rows(head_dim, qo_indptr, &kv_len32, 1, group, causal, /*wide_ok=*/true);
     // Job order: the kernel's implicit list, w = chunk * tiles + tile (causal: last tiles first).
     const int64_t tiles = ceil_div(qo_len * group, sp.tile_rows);
     std::vector<int32_t> item_tiles(size_t(tiles * sp.splits));
     for (int64_t c = 0, w = 0; c < sp.splits; ++c)
       for (int64_t i = 0; i < tiles; ++i, ++w)
         item_tiles[w] = detail::sm90_item_tiles(qo_len, kv_len, causal ? tiles - 1 - i : i, c * sp.chunk_tokens,
-                                                std::min(kv_len, (c + 1) * sp.chunk_tokens), group, causal, head_dim);
+                                                std::min(kv_len, (c + 1) * sp.chunk_tokens), group, causal, sp.kv_rows);
     sp.head_section = detail::sm90_head_section(item_tiles, num_kv_heads, sp.grid_x, /*claimed=*/false);
   }
   return sp;
@@ -268,6 +270,10 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
   if (fa3 ? sp.tile_rows != detail::kSm90TileRows
           : sp.tile_rows != 16 && sp.tile_rows != detail::attn_tile_rows(detail::AttnTile::kPrefill))
     bad("plan: tile_rows does not match a compiled tile for this head_dim");
+  const int kv_rows = fa3 ? (sp.kv_rows ? sp.kv_rows : detail::sm90_kv_rows(int(q.size(2)), false)) : 0;
+  if (fa3 && kv_rows != detail::sm90_kv_rows(int(q.size(2)), false) && kv_rows != detail::sm90_kv_rows(int(q.size(2)), true))
+    bad("plan: kv_rows " + std::to_string(kv_rows) + " is not a KV tile of the head_dim " + std::to_string(q.size(2)) +
+        " Hopper kernels");
   check_fa3_options(sp.backend, mask_bits);
   detail::expect_cuda_same_device({&q, &k, &v, &o, lse, mask_bits, tmp_o, tmp_lse});
   if (qo_len == 0 || q.size(1) == 0) return;
@@ -287,6 +293,7 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
   }
   p.grid_x = fa3 ? sp.grid_x : p.implicit_qo_tiles * p.implicit_splits;
   p.head_section = sp.head_section;
+  p.kv_rows = kv_rows;
   if (fa3) {
     set_kv_tensor_maps(p, k, v, kv_len, hkv);
     set_qo_tensor_maps(p, q, o);
@@ -374,6 +381,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   p.partial_o = fws;
   p.partial_lse = reinterpret_cast<float*>(fws + plan.off_partial_lse);
   if (po.backend == AttnBackend::kFA3) {
+    p.kv_rows = plan.kv_rows;
     set_qo_tensor_maps(p, q, o);
     p.sched = reinterpret_cast<int32_t*>(ws + 12);  // header words 3 and 4 (zero in the plan's image)
   }

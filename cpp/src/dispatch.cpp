@@ -67,7 +67,7 @@ int dispatch_attention_ctas_per_sm(int head_dim, DType dtype, AttnTile tile) {
 
 bool has_attention_sm90(int head_dim, DType dtype) {
   bool found = false;
-#define KVINFER_ATTENTION_SM90_INSTANCE(d, dt) found = found || (head_dim == d && dtype == dt);
+#define KVINFER_ATTENTION_SM90_INSTANCE(d, dt, kv) found = found || (head_dim == d && dtype == dt);
 #include "dispatch_attention_sm90.inc"
 #undef KVINFER_ATTENTION_SM90_INSTANCE
   return found;
@@ -76,17 +76,18 @@ bool has_attention_sm90(int head_dim, DType dtype) {
 void dispatch_attention_sm90(int head_dim, DType dtype, const AttnParams& p, cudaStream_t stream) {
   cudaError_t err = cudaErrorNotYetImplemented;
   bool found = false;
-#define KVINFER_ATTENTION_SM90_INSTANCE(d, dt)          \
-  if (!found && head_dim == d && dtype == dt) {         \
-    found = true;                                       \
-    err = launch_attention_sm90<d, dt>(p, stream);      \
+#define KVINFER_ATTENTION_SM90_INSTANCE(d, dt, kv)                 \
+  if (!found && head_dim == d && dtype == dt && p.kv_rows == kv) { \
+    found = true;                                                  \
+    err = launch_attention_sm90<d, kv, dt>(p, stream);             \
   }
 #include "dispatch_attention_sm90.inc"
 #undef KVINFER_ATTENTION_SM90_INSTANCE
   if (!found)
     throw Error(ErrorKind::kNotCompiled, std::string("Hopper (sm_90a) attention kernels for head_dim ") +
-                                             std::to_string(head_dim) + " and dtype " + dtype_name(dtype) +
-                                             " are not in this build (KVINFER_CUDA_ARCHS must include 90a)");
+                                             std::to_string(head_dim) + ", dtype " + dtype_name(dtype) + " and " +
+                                             std::to_string(p.kv_rows) +
+                                             "-token KV tiles are not in this build (KVINFER_CUDA_ARCHS must include 90a)");
   check_cuda(err, "attention (sm90) kernel launch");
 }
 

@@ -135,8 +135,10 @@ struct AttnParams {
   int32_t* req_bad = nullptr;              // [batch capacity]
   const int32_t* num_requests = nullptr;   // device batch size (plan header)
   int batch_capacity = 0;                  // pre-kernel grid (requests >= *num_requests exit)
+  // Hopper path: KV tokens per tile, which selects the instance (sm90_kv_rows; the plan's choice).
+  int kv_rows = 0;
   // Hopper path, contiguous/ragged KV: TMA descriptors of K and V as [tokens, heads, D] boxes of
-  // sm90_kv_rows(D) x 1 x 64 (128-byte swizzle); full tiles load through them, boundary tiles and
+  // kv_rows x 1 x 64 (128-byte swizzle); full tiles load through them, boundary tiles and
   // paged KV through cp.async. use_tma false: every tile by cp.async.
   bool use_tma = false;
   CUtensorMap tma_k, tma_v;
@@ -177,8 +179,16 @@ cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);
 // Hopper path (cuda/sm90, sm_90a only): warp-specialised wgmma kernel, 128 packed rows per CTA tile,
 // persistent over (work item, kv head) pairs; grid_x CTAs (1 per SM).
 constexpr int kSm90TileRows = 128;
-constexpr int sm90_kv_rows(int head_dim) { return head_dim == 256 ? 64 : 128; }  // KV tokens per tile
-template <int kHeadDim, DType kDT>
+// KV tokens per tile. Head dim 64 has a second, wide instance (192 tokens): each step then carries more
+// matrix work per softmax, barrier and pipeline handoff: 1.08-1.11x at KV 3072-16384, but a request's
+// last, partial tile costs a whole step (0.88x at 1024). The planner picks per batch (sm90_pick_kv_rows).
+constexpr int sm90_kv_rows(int head_dim, bool wide) { return head_dim == 256 ? 64 : head_dim == 64 && wide ? 192 : 128; }
+// Paged KV by TMA (a box per page) where pages tile the KV tile: a multiple of 8 tokens that divides
+// kv_rows or is a multiple of it; other page sizes gather rows with cp.async.
+constexpr bool sm90_paged_tma(int page_size, int kv_rows) {
+  return page_size > 0 && page_size % 8 == 0 && (kv_rows % page_size == 0 || page_size % kv_rows == 0);
+}
+template <int kHeadDim, int kKV, DType kDT>
 cudaError_t launch_attention_sm90(const AttnParams& p, cudaStream_t stream);
 // Resident CTAs per SM of that instance on the current device (the planner sizes grids by it).
 template <int kHeadDim, DType kDT, AttnTile kTile>

@@ -109,7 +109,12 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   // Chunks are whole KV tiles of the kernel (granule): chunks rounded up to min_chunk_tokens cut 2048
   // tokens as 768 + 768 + 512, and the grid waits on the 768-token CTAs.
   const int64_t unit = std::max(1, opt.min_chunk_tokens);
-  const int64_t granule = fa3 ? detail::sm90_kv_rows(opt.head_dim) : 64;
+  // FA3: the KV tile (instance) for this batch. Graph plans keep the default: a captured run()
+  // launches one instance. Paged: the wide tile only where pages tile it (TMA boxes).
+  const bool wide_ok = !graph && (opt.page_size == 0 || detail::sm90_paged_tma(opt.page_size, detail::sm90_kv_rows(opt.head_dim, true)));
+  p.kv_rows = fa3 ? detail::sm90_pick_kv_rows(opt.head_dim, p.qo_indptr.data(), p.kv_len.data(), batch, group, opt.causal, wide_ok)
+                  : 64;
+  const int64_t granule = p.kv_rows;
   auto round_up = [&](int64_t x) { return ceil_div(x, granule) * granule; };
   if (opt.fixed_chunk_tokens > INT32_MAX) bad("fixed_split_size: must be below 2^31 tokens");
   const bool fixed = opt.allow_split && opt.fixed_chunk_tokens > 0;
@@ -292,7 +297,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     for (size_t i = 0; i < p.work.size(); ++i) {
       const PlanWorkItem& it = p.work[i];
       item_tiles[i] = detail::sm90_item_tiles(p.qo_indptr[it.request + 1] - p.qo_indptr[it.request], p.kv_len[it.request],
-                                              it.qo_tile, it.kv_begin, it.kv_end, group, opt.causal, opt.head_dim);
+                                              it.qo_tile, it.kv_begin, it.kv_end, group, opt.causal, p.kv_rows);
     }
     p.head_section = detail::sm90_head_section(item_tiles, opt.num_kv_heads, p.grid_x, /*claimed=*/true);
   }

@@ -6,10 +6,16 @@
 
 namespace kvinfer::detail {
 
-// KV tiles (cuda/sm90: sm90_kv_rows(head_dim) tokens) that the query tile `qo_tile` (128 packed
-// rows) of a request reads from its KV range [kv_begin, kv_end), causal masking included.
+// KV tiles of kv_rows tokens that the query tile `qo_tile` (128 packed rows) of a request reads from
+// its KV range [kv_begin, kv_end), causal masking included.
 int32_t sm90_item_tiles(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t kv_begin, int64_t kv_end,
-                        int64_t group, bool causal, int head_dim);
+                        int64_t group, bool causal, int kv_rows);
+
+// KV tile (sm90_kv_rows) for requests with these query and KV lengths (qo_indptr [batch + 1], kv_len
+// [batch]): head dim 64 takes the wide 192-token tile where a cost model of the jobs says it is faster
+// (long KV); `wide_ok` false (CUDA-graph plans, page sizes that do not tile it) keeps the default.
+int sm90_pick_kv_rows(int head_dim, const int32_t* qo_indptr, const int32_t* kv_len, int64_t batch, int64_t group,
+                      bool causal, bool wide_ok);
 
 // Kv heads per job section (AttnParams::head_section) for `grid` CTAs working through
 // item_tiles.size() x num_kv_heads jobs: CTA c starts with job c; then, `claimed` (plans: the kernel's

@@ -49,13 +49,14 @@ using attn::div_group;
 using attn::key_range;
 using attn::load_job;
 
-template <int D>
+template <int D, int KV>
 struct Config {
   static constexpr int kM = kSm90TileRows;        // packed query rows per CTA tile
   static constexpr int kConsumers = kM / 64;      // one warpgroup per 64 rows
   static constexpr int kThreads = 128 * (1 + kConsumers);
-  static constexpr int kN = sm90_kv_rows(D);      // KV tokens per tile (S: kN / 2 registers per thread)
-  static constexpr int kStages = D == 64 ? 4 : 2;
+  static constexpr int kN = KV;                   // KV tokens per tile (S: kN / 2 registers per thread)
+  static_assert(KV == sm90_kv_rows(D, false) || KV == sm90_kv_rows(D, true), "KV tile of this head dim");
+  static constexpr int kStages = D == 64 ? (kN > 128 ? 3 : 4) : 2;
   static constexpr int kChunks = D / 8;           // 16-byte chunks per row
   static constexpr int kTileQ = kM * D * 2, kTileKV = kN * D * 2;
   // Q is double-buffered where shared memory allows (not at D = 256): the next job's Q then loads
@@ -85,10 +86,10 @@ struct Config {
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 };
 
-template <int D, typename T>
-__global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttnParams p) {
+template <int D, int KV, typename T>
+__global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttnParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(CUTE_ARCH_MMA_SM90A_ENABLED)
-  using C = Config<D>;
+  using C = Config<D, KV>;
   constexpr int kM = C::kM, kN = C::kN, kStages = C::kStages;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
@@ -693,7 +694,7 @@ __global__ void __launch_bounds__(Config<D>::kThreads, 1) attention_sm90_kernel(
 // each of its pages in K and V once per run, so the producer's loop only adds slot offsets; ids
 // outside [0, num_pages) become -1 (never read) and flag the request (its rows come out NaN).
 // (A template so each instance's copy stays its own symbol.)
-template <int D>
+template <int D, int KV>
 __global__ void page_offsets_kernel(const __grid_constant__ AttnParams p) {
   const int b = blockIdx.x;
   if (b >= *p.num_requests) return;

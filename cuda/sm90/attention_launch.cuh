@@ -6,15 +6,15 @@
 
 namespace kvinfer::detail {
 
-template <int kHeadDim, DType kDT>
+template <int kHeadDim, int kKV, DType kDT>
 cudaError_t launch_attention_sm90(const AttnParams& p, cudaStream_t stream) {
   using T = cuda::cuda_t<kDT>;
-  using C = attn90::Config<kHeadDim>;
-  auto kernel = attn90::attention_sm90_kernel<kHeadDim, T>;
+  using C = attn90::Config<kHeadDim, kKV>;
+  auto kernel = attn90::attention_sm90_kernel<kHeadDim, kKV, T>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
   if (err != cudaSuccess) return err;
   if (p.page_size > 0 && p.batch_capacity > 0) {
-    attn90::page_offsets_kernel<kHeadDim><<<p.batch_capacity, 128, 0, stream>>>(p);
+    attn90::page_offsets_kernel<kHeadDim, kKV><<<p.batch_capacity, 128, 0, stream>>>(p);
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
   }
   if (p.grid_x <= 0 || p.num_kv_heads <= 0) return cudaSuccess;

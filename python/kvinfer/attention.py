@@ -135,7 +135,7 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
     dev = _device_index(q)
     be, target, _ = _launch_choice(backend, shape[2], q.dtype, dev, packed_custom_mask is not None, decode_tile,
                                 os.environ.get("KVINFER_BACKEND"))
-    tile, splits, chunk, tmp_rows, grid, head_section = _C.plan_single(
+    tile, splits, chunk, tmp_rows, grid, head_section, kv_rows = _C.plan_single(
         shape[0], kv_len, shape[1], max(hkv, 1), shape[2], target, _MIN_CHUNK_TOKENS, be, bool(causal))
     own_out = out is None
     if own_out:
@@ -152,7 +152,7 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
                         kv_layout, bool(causal), wl, sm, cap, tile, splits, chunk,
                         c.dest(tmp_o, "tmp_o", True) if tmp_o is not None else None,
                         c.dest(tmp_lse, "tmp_lse", True) if tmp_lse is not None else None, c.stream, be, grid,
-                        head_section)
+                        head_section, kv_rows)
     c.finish()
     return (out, lse) if return_lse else out
 

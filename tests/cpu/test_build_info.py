@@ -52,7 +52,19 @@ def test_manifest_generates_one_file_per_instance(tmp_path):
     assert "KVINFER_MERGE_INSTANCE(DType::kBF16)" in (tmp_path / "dispatch_merge.inc").read_text()
     attn = (tmp_path / "dispatch_attention.inc").read_text()
     assert "KVINFER_ATTENTION_INSTANCE(128, DType::kBF16, AttnTile::kDecode)" in attn and "kF16" not in attn
-    assert "KVINFER_ATTENTION_SM90_INSTANCE(128, DType::kBF16)" in (tmp_path / "dispatch_attention_sm90.inc").read_text()
+    assert "KVINFER_ATTENTION_SM90_INSTANCE(128, DType::kBF16, 128)" in (tmp_path / "dispatch_attention_sm90.inc").read_text()
+
+
+def test_manifest_hopper_head_dim_64_has_two_kv_tiles(tmp_path):
+    # Head dim 64: the default 128-token KV tile and the wide 192-token one the planner picks for long KV.
+    r = run_manifest(tmp_path, "--archs", "90a", "--head-dims", "64;256", "--dtypes", "fp16")
+    assert r.returncode == 0, r.stderr
+    sm90 = sorted(f for f in os.listdir(tmp_path / "instances") if "sm90" in f)
+    assert sm90 == ["attention_sm90_d256_fp16.cu", "attention_sm90_d64_fp16.cu", "attention_sm90_d64_fp16_kv192.cu"]
+    inc = (tmp_path / "dispatch_attention_sm90.inc").read_text()
+    for entry in ("(64, DType::kF16, 128)", "(64, DType::kF16, 192)", "(256, DType::kF16, 64)"):
+        assert "KVINFER_ATTENTION_SM90_INSTANCE" + entry in inc
+    assert "launch_attention_sm90<64, 192, DType::kF16>" in (tmp_path / "instances" / sm90[2]).read_text()
 
 
 def test_manifest_without_90a_has_no_hopper_instances(tmp_path):

@@ -17,6 +17,7 @@ import pytest
 
 from _util import raises
 from kvinfer import reference
+from kvinfer import _C
 from kvinfer.plan import plan_batch
 
 
@@ -483,6 +484,32 @@ def test_fa3_head_section():
     assert span[p.head_section] <= 1.02 * span[heads]
     # The fa2 backend has no job order to choose.
     assert make_plan([n], [n], page_size=0, hq=heads, hkv=heads, causal=True)[0].head_section == 0
+
+
+def test_fa3_kv_tile_choice():
+    """Head dim 64 on FA3: the wide 192-token KV tile for long KV (its cost model: 1.36 base steps per wide
+    step, 0.9 for a partial last tile, 2 per job), the 128-token tile for short KV, causal 2048, pages that
+    do not tile 192 and CUDA-graph plans; other head dims have one tile. Chunks are whole tiles."""
+    def kv_rows(qo, kv, d=64, causal=False, page_size=0, **kw):
+        return make_plan(qo, kv, page_size=page_size, hq=8, hkv=8, d=d, causal=causal, backend="fa3", **kw)[0].kv_rows
+    assert kv_rows([4096] * 4, [4096] * 4) == 192
+    assert kv_rows([16384], [16384], causal=True) == 192
+    assert kv_rows([3072] * 5, [3072] * 5, page_size=16) == 192  # pages of 16 tile 192 (TMA boxes)
+    assert kv_rows([1024] * 16, [1024] * 16) == 128
+    assert kv_rows([2048] * 8, [2048] * 8, causal=True) == 128
+    assert kv_rows([1] * 4, [100] * 4) == 128
+    assert kv_rows([4096] * 4, [4096] * 4, page_size=128) == 128  # 128-token pages do not tile 192
+    assert kv_rows([4096] * 4, [4096] * 4, d=128) == 128 and kv_rows([4096] * 4, [4096] * 4, d=256) == 64
+    assert make_plan([1], [10], d=64)[0].kv_rows == 64  # FA2 plans: the FA2-class KV tile
+    # Graph mode (capacities): a captured run() launches one instance, so the default tile.
+    kv_indptr, _ = page_table([4096] * 4, 0)
+    g = _C.plan_attention(qo_indptr_of([4096] * 4), kv_indptr, None, None, 8, 8, 64, 0, False, 0, 132, 256, True, 2,
+                          8, 4 * 4096, 0, 0, 1 << 30, "fa3", 0, 0, 0, "auto")
+    assert g.kv_rows == 128
+    # The split length is a multiple of the tile: one long request on many CTAs splits in 192-token units.
+    p, a = make_plan([256], [65536], page_size=0, hq=8, hkv=8, d=64, backend="fa3", target_ctas=132)
+    assert p.kv_rows == 192 and p.chunk_tokens % 192 == 0 and p.num_partials > 0
+    check_coverage(p, a, [256], [65536], 1)
 
 
 def test_chunks_are_whole_kv_tiles():

@@ -89,6 +89,50 @@ def test_batch_prefill_both_backends(storage, ps, kind, causal):
         check(o, s, ref_o, ref_lse, dtype, b)
 
 
+@pytest.mark.parametrize("storage,ps", [("ragged", 0), ("paged", 16), ("paged", 64)])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_wide_kv_tile_head_dim_64(storage, ps, causal, dtype):
+    """Head dim 64, long KV: the planner takes the 192-token KV tile (kv_rows); odd lengths end in partial
+    tiles, one request is split (long KV, one query token) and one is empty."""
+    d, group, hkv = 64, 4, 2
+    fa3_or_skip(d, dtype)
+    rng = rng_for("wide_kv", storage, ps, causal, dtype)
+    qlens, klens = [300, 1, 129, 0], [5000, 9001, 3001, 4000]
+    qo = indptr_of(qlens)
+    q = randn(rng, (int(qo[-1]), hkv * group, d), dtype)
+    kvs = RaggedKV(klens, hkv, d, dtype, "NHD", rng) if storage == "ragged" else PagedKV(klens, ps, hkv, d, dtype, "NHD", rng)
+    ref_o, ref_lse = batch_reference(q, qo, kvs.kv, causal=causal)
+    qdt = {"bf16": "bfloat16", "fp16": "float16"}[dtype]
+    if storage == "ragged":
+        w = kvinfer.BatchPrefillWithRaggedKVCacheWrapper(workspace(), backend="fa3")
+        w.plan(qo, kvs.indptr, hkv * group, hkv, d, causal=causal, q_data_type=qdt)
+        args = (kvs.k, kvs.v)
+    else:
+        w = kvinfer.BatchPrefillWithPagedKVCacheWrapper(workspace(), backend="fa3")
+        w.plan(qo, kvs.indptr, kvs.indices_on_device(), kvs.last_page_len, hkv * group, hkv, d, ps, causal=causal,
+               q_data_type=qdt)
+        args = (kvs.cache,)
+    assert w.plan_info.kv_rows == 192
+    out, lse = poisoned(q.shape, dtype), torch.full(q.shape[:2], float("nan"), device=DEVICE)
+    w.run(q, *args, out=out, lse=lse, return_lse=True)
+    check(out, lse, ref_o, ref_lse, dtype, f"{storage} kv_rows=192")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_wide_kv_tile_single_prefill(causal):
+    d, dtype, group, hkv, lq, lk = 64, "bf16", 4, 2, 600, 4500
+    fa3_or_skip(d, dtype)
+    assert kvinfer._C.plan_single(lq, lk, hkv * group, hkv, d, 132, 256, "fa3", causal)[6] == 192
+    rng = rng_for("wide_kv_single", causal)
+    q = randn(rng, (lq, hkv * group, d), dtype)
+    k, v = (randn(rng, (lk, hkv, d), dtype) for _ in range(2))
+    ref_o, ref_lse = kvinfer.reference.attention(q, k, v, causal=causal)
+    out, lse = poisoned(q.shape, dtype), torch.full(q.shape[:2], float("nan"), device=DEVICE)
+    kvinfer.single_prefill_with_kv_cache(q, k, v, causal=causal, return_lse=True, out=out, lse=lse, backend="fa3")
+    check(out, lse, ref_o, ref_lse, dtype, "single kv_rows=192")
+
+
 @pytest.mark.parametrize("storage", ["ragged", "paged"])
 def test_offsets_beyond_2_31_elements(storage):
     """A request whose K/V lie past element 2^31 of the cache (int32 offsets would wrap)."""

@@ -31,6 +31,7 @@ struct AttentionOptions {
 struct SinglePlan {
   AttnBackend backend = AttnBackend::kFA2;
   int tile_rows = 16;            // 16: decode tile; else the prefill tile's rows for this head dim (FA3: 128)
+  int kv_rows = 0;               // FA3: KV tokens per tile (the instance; 0: the head dim's default)
   int grid_x = 0;                // FA3: persistent CTAs (min(jobs, target_ctas))
   int head_section = 0;          // FA3: kv heads per job section (job order for L2 locality; 0: all)
   int splits = 1;

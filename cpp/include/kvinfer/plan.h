@@ -65,6 +65,7 @@ struct alignas(16) PlanWorkItem {
 struct AttnPlan {
   int64_t batch = 0, total_qo = 0;      // requests and query tokens of this plan
   int tile_rows = 16;
+  int kv_rows = 64;                     // KV tokens per tile (FA3: the instance run() launches, sm90_kv_rows)
   bool lean_decode = false;             // the lean decode tile (PlanOptions::lean_target_ctas)
   int64_t chunk_tokens = 0;             // split length; every chunk but a request's last is this long
   int grid_x = 0;                       // CTAs along the work axis
