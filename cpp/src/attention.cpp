@@ -270,9 +270,9 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
   if (fa3 ? sp.tile_rows != detail::kSm90TileRows
           : sp.tile_rows != 16 && sp.tile_rows != detail::attn_tile_rows(detail::AttnTile::kPrefill))
     bad("plan: tile_rows does not match a compiled tile for this head_dim");
-  const int kv_rows = fa3 ? (sp.kv_rows ? sp.kv_rows : detail::sm90_kv_rows(int(q.size(2)), false)) : 0;
-  if (fa3 && kv_rows != detail::sm90_kv_rows(int(q.size(2)), false) && kv_rows != detail::sm90_kv_rows(int(q.size(2)), true))
-    bad("plan: kv_rows " + std::to_string(kv_rows) + " is not a KV tile of the head_dim " + std::to_string(q.size(2)) +
+  const int d = int(q.size(2)), kv_rows = sp.kv_rows ? sp.kv_rows : detail::sm90_kv_rows(d, false);
+  if (fa3 && kv_rows != detail::sm90_kv_rows(d, false) && kv_rows != detail::sm90_kv_rows(d, true))
+    bad("plan: kv_rows " + std::to_string(kv_rows) + " is not a KV tile of the head_dim " + std::to_string(d) +
         " Hopper kernels");
   check_fa3_options(sp.backend, mask_bits);
   detail::expect_cuda_same_device({&q, &k, &v, &o, lse, mask_bits, tmp_o, tmp_lse});

@@ -56,7 +56,7 @@ struct Config {
   static constexpr int kThreads = 128 * (1 + kConsumers);
   static constexpr int kN = KV;                   // KV tokens per tile (S: kN / 2 registers per thread)
   static_assert(KV == sm90_kv_rows(D, false) || KV == sm90_kv_rows(D, true), "KV tile of this head dim");
-  static constexpr int kStages = D == 64 ? (kN > 128 ? 3 : 4) : 2;
+  static constexpr int kStages = D == 64 ? (kN > 128 ? 3 : 4) : 2;  // 4 wide D 64 stages would not fit
   static constexpr int kChunks = D / 8;           // 16-byte chunks per row
   static constexpr int kTileQ = kM * D * 2, kTileKV = kN * D * 2;
   // Q is double-buffered where shared memory allows (not at D = 256): the next job's Q then loads
