@@ -173,6 +173,12 @@ enum class AttnTile : int { kDecode = 0, kPrefill = 1, kDecodeLean = 2 };
 constexpr int attn_tile_rows(AttnTile t) {
   return t == AttnTile::kPrefill ? 128 : 16;
 }
+// KV tokens per tile. The prefill tile takes 128 at head dim 64 (FA2's own shape there): half the
+// barriers, loader setup and row reductions per key; 1.10x over 64-token tiles at seqlen 4096 (H200,
+// 2026-11-21, ci/ab_fa2.sh). At D 128 / 256 the S registers of a 128-token tile do not fit.
+constexpr int attn_tile_kv(AttnTile t, int head_dim) {
+  return t == AttnTile::kDecodeLean ? 32 : t == AttnTile::kPrefill && head_dim == 64 ? 128 : 64;
+}
 
 template <int kHeadDim, DType kDT, AttnTile kTile>
 cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);

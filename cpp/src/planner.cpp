@@ -113,7 +113,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   // launches one instance. Paged: the wide tile only where pages tile it (TMA boxes).
   const bool wide_ok = !graph && (opt.page_size == 0 || detail::sm90_paged_tma(opt.page_size, detail::sm90_kv_rows(opt.head_dim, true)));
   p.kv_rows = fa3 ? detail::sm90_pick_kv_rows(opt.head_dim, p.qo_indptr.data(), p.kv_len.data(), batch, group, opt.causal, wide_ok)
-                  : 64;
+                  : detail::attn_tile_kv(decode_tile ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill, opt.head_dim);
   const int64_t granule = p.kv_rows;
   auto round_up = [&](int64_t x) { return ceil_div(x, granule) * granule; };
   if (opt.fixed_chunk_tokens > INT32_MAX) bad("fixed_split_size: must be below 2^31 tokens");

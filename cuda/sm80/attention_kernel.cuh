@@ -37,13 +37,13 @@ struct Config {
   // fragment read from shared memory then feeds two MMAs; one at D 256 (8 warps), where O takes the registers.
   static constexpr int kRows = attn_tile_rows(kTile);
   static constexpr int kMT = kRows / (kWarpsQ * 16);
-  // KV tile and pipeline depth: decode is memory-bound and keeps kStages - 1 tiles in flight. Prefill
-  // takes 64-token tiles: against 32 at D 128 / 256, 1.07x / 1.03-1.05x (fewer barriers and Q
-  // fragment reloads per MMA; H200, 2026-11-21, ci/prefill_exp.sh). A software-pipelined variant
+  // KV tile (attn_tile_kv) and pipeline depth: decode is memory-bound and keeps kStages - 1 tiles in
+  // flight. Prefill takes 64-token tiles at D 128 / 256 (128 at D 64): against 32, 1.07x / 1.03-1.05x
+  // (fewer barriers and Q fragment reloads per MMA; H200, 2026-11-21, ci/prefill_exp.sh). A software-pipelined variant
   // (two 32-token S tiles live, the next S = Q K^T issued with this step's softmax, K and V in
   // separate cp.async groups) ran 0.90x of this: at 255 registers ptxas re-serialises the softmax
   // behind the MMAs and spills more.
-  static constexpr int kKV = kLean ? 32 : 64;
+  static constexpr int kKV = attn_tile_kv(kTile, D);
   static constexpr int kKVW = kKV / kWarpsKV;  // KV rows per warp
   static constexpr int kStages = kDecode ? (D == 64 ? 4 : 2) : 2;
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
@@ -264,26 +264,30 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       const uint32_t v_base = smem_addr(sV) + uint32_t(((t % kStages) * kKV + wk * kKVW) * D) * 2u;
       const int base = tile_start + t * kKV + wk * kKVW;
 
-      // ---- S = Q K^T (16 x kKV per MMA tile); each K fragment feeds kMT MMAs
+      // ---- S = Q K^T (16 x kKV per MMA tile); each K fragment feeds kMT MMAs. At D 64 / 256 all of a
+      // k-step's fragments load before its MMAs: ptxas then spills less (D 64: 4 against 44 bytes) and
+      // issues the loads earlier (D 256: 1.007x); at D 128 that ran 0.99x (H200, 2026-11-21, ci/ab_fa2.sh).
       float s[kMT][kNS][4];
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
         for (int n = 0; n < kNS; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
+      constexpr bool kFragsFirst = !C::kDecode && D != 128;  // (the decode tiles as measured before)
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t a[kMT][4];
+        uint32_t a[kMT][4], b[kNS / 2][4];
 #pragma unroll
-        for (int mt = 0; mt < kMT; ++mt)
-          ldmatrix_x4(a[mt], q_base + fq.at(mt, kk));
+        for (int mt = 0; mt < kMT; ++mt) ldmatrix_x4(a[mt], q_base + fq.at(mt, kk));
+        if constexpr (kFragsFirst)
+#pragma unroll
+          for (int j = 0; j < kNS / 2; ++j) ldmatrix_x4(b[j], k_base + fk.at(j, kk));
 #pragma unroll
         for (int j = 0; j < kNS / 2; ++j) {
-          uint32_t b[4];
-          ldmatrix_x4(b, k_base + fk.at(j, kk));
+          if constexpr (!kFragsFirst) ldmatrix_x4(b[j], k_base + fk.at(j, kk));
 #pragma unroll
           for (int mt = 0; mt < kMT; ++mt) {
-            mma_16816<T>(s[mt][2 * j], a[mt], b[0], b[1]);
-            mma_16816<T>(s[mt][2 * j + 1], a[mt], b[2], b[3]);
+            mma_16816<T>(s[mt][2 * j], a[mt], b[j][0], b[j][1]);
+            mma_16816<T>(s[mt][2 * j + 1], a[mt], b[j][2], b[j][3]);
           }
         }
       }
@@ -380,7 +384,13 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
           }
         }
 
-      // ---- O += P V; each V fragment feeds kMT MMAs
+      // ---- O += P V; each V fragment feeds kMT MMAs. V fragments go through a ring of kVD + 1, each
+      // loaded kVD fragments ahead of its MMAs (prefill D 64 / 256; at D 128 that ran 0.98x: it loads at use).
+      constexpr int kVF = kKVW / 16 * (kNO / 2), kVD = kFragsFirst ? 2 : 0;
+      uint32_t vb[kVD + 1][4];
+      auto load_v = [&](int i) { ldmatrix_x4_trans(vb[i % (kVD + 1)], v_base + fv.at(i / (kNO / 2), i % (kNO / 2))); };
+#pragma unroll
+      for (int i = 0; i < kVD; ++i) load_v(i);
 #pragma unroll
       for (int kc = 0; kc < kKVW / 16; ++kc) {
         uint32_t a[kMT][4];
@@ -393,8 +403,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
         }
 #pragma unroll
         for (int dn = 0; dn < kNO / 2; ++dn) {
-          uint32_t b[4];
-          ldmatrix_x4_trans(b, v_base + fv.at(kc, dn));
+          const int i = kc * (kNO / 2) + dn;
+          if (i + kVD < kVF) load_v(i + kVD);
+          const uint32_t* b = vb[i % (kVD + 1)];
 #pragma unroll
           for (int mt = 0; mt < kMT; ++mt) {
             mma_16816<T>(o[mt][2 * dn], a[mt], b[0], b[1]);

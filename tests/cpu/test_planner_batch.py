@@ -513,8 +513,8 @@ def test_fa3_kv_tile_choice():
 
 
 def test_chunks_are_whole_kv_tiles():
-    """The auto split length is a multiple of the kernel's KV tile (64 tokens on FA2, 128 at D <= 128
-    on FA3): 16 x 2048 on 396 slots cuts each request in three 704/704/640 chunks, not 768/768/512."""
+    """The auto split length is a multiple of the kernel's KV tile (64 tokens on FA2, 128 in its prefill
+    tile at D 64; 128 at D <= 128 on FA3): 16 x 2048 on 396 slots cuts each request in three 704/704/640 chunks, not 768/768/512."""
     p, a = make_plan([1] * 16, [2048] * 16, 16, hq=32, hkv=8, d=128, target_ctas=396, min_chunk_tokens=256)
     assert p.chunk_tokens == 704 and p.chunk_tokens % 64 == 0
     for backend, tile in (("fa2", 64), ("fa3", 128)):
@@ -522,6 +522,15 @@ def test_chunks_are_whole_kv_tiles():
             p, _ = make_plan([1] * len(lens), [2048] * len(lens) if len(lens) == 16 else lens, 16, backend=backend,
                              target_ctas=1000, min_chunk_tokens=16)
             assert p.chunk_tokens % tile == 0 or p.chunk_tokens == max(lens + [2048]), (backend, p.chunk_tokens)
+    # The FA2-class prefill tile takes 128-token KV tiles at head dim 64 (64 at 128 / 256, and in the
+    # decode tiles): a split prefill cuts its KV in those units.
+    for d, tile in ((64, 128), (128, 64), (256, 64)):
+        p, a = make_plan([512], [65536], page_size=0, hq=8, hkv=8, d=d, backend="fa2", target_ctas=132,
+                         min_chunk_tokens=16)
+        assert p.tile_rows == 128 and p.kv_rows == tile and p.num_partials > 0, (d, p.kv_rows)
+        assert p.chunk_tokens % tile == 0, (d, p.chunk_tokens)
+        check_coverage(p, a, [512], [65536], 1)
+    assert make_plan([1] * 4, [4096] * 4, d=64, backend="fa2")[0].kv_rows == 64
 
 
 @pytest.mark.parametrize("tile_rows", [16, 64])

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A/B of the FA2-class kernel against main's HEAD: builds the package twice (sm_90 FA2 instances, bf16,
+# head dims AB_DIMS) into separate sites and build dirs, A with HEAD's copy of AB_FILES, B with the
+# working tree's, then runs ci/fa2_prefill_exp.py (kvinfer fa2 vs torch flash, same process) with
+# each, alternating AB_ROUNDS times. Usage: ci/ab_fa2.sh OUT_DIR SHAPE...
+set -uo pipefail
+cd "$(dirname "$0")/.."
+R=$PWD
+OUT_DIR=$(mkdir -p "$1" && cd "$1" && pwd); shift
+FILES=${AB_FILES:-cuda/sm80/attention_kernel.cuh}
+export KVINFER_CUDA_ARCHS=90 KVINFER_HEAD_DIMS=${AB_DIMS:-64;256} KVINFER_DTYPES=bf16
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+rm -rf /tmp/ab_build_* /tmp/ab_site_*  # a warm machine keeps them: CMake caches the head dims
+mkdir -p /tmp/ab_new; for f in $FILES; do cp $f /tmp/ab_new/$(basename $f); done
+build() {  # $1: name
+  local start=$(date +%s)
+  python3 -m pip install -q --no-build-isolation --no-deps --config-settings=build-dir=/tmp/ab_build_$1 \
+    --target /tmp/ab_site_$1 . > "$OUT_DIR/build_$1.log" 2>&1 || { tail -30 "$OUT_DIR/build_$1.log"; return 1; }
+  echo "built $1 in $(( $(date +%s) - start )) s"
+}
+for f in $FILES; do git show HEAD:$f > $f; done
+build A; rc=$?
+[ $rc = 0 ] || exit 1
+# AB_VARIANTS="name:sed-expression|name:sed-expression ...": B variants, each the working tree's files
+# with a sed expression applied, or "name:@path": that file instead (one file in AB_FILES); default:
+# one variant B, the tree as it is.
+names=A
+IFS='|' read -ra variants <<< "${AB_VARIANTS:-B:}"
+for v in "${variants[@]}"; do
+  name=${v%%:*}; expr=${v#*:}
+  for f in $FILES; do
+    cp /tmp/ab_new/$(basename $f) $f
+    case "$expr" in @*) cp "${expr#@}" $f ;; ?*) sed -i "$expr" $f ;; esac
+  done
+  build $name && names="$names $name"
+done
+for f in $FILES; do cp /tmp/ab_new/$(basename $f) $f; done
+for r in $(seq ${AB_ROUNDS:-2}); do
+  for v in $names; do
+    echo "== $v round $r"
+    (cd /tmp && PYTHONPATH=/tmp/ab_site_$v python3 $R/ci/fa2_prefill_exp.py "$@" 2>&1 | tee -a "$OUT_DIR/ab_$v.log")
+  done
+done
