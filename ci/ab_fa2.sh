@@ -21,11 +21,11 @@ build() {  # $1: name
 for f in $FILES; do git show HEAD:$f > $f; done
 build A; rc=$?
 [ $rc = 0 ] || exit 1
-# AB_VARIANTS="name:sed-expression|name:sed-expression ...": B variants, each the working tree's files
+# AB_VARIANTS: B variants, one "name:sed-expression" per line, each the working tree's files
 # with a sed expression applied, or "name:@path": that file instead (one file in AB_FILES); default:
 # one variant B, the tree as it is.
 names=A
-IFS='|' read -ra variants <<< "${AB_VARIANTS:-B:}"
+mapfile -t variants <<< "${AB_VARIANTS:-B:}"
 for v in "${variants[@]}"; do
   name=${v%%:*}; expr=${v#*:}
   for f in $FILES; do

@@ -80,13 +80,14 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
   const uint8_t* const mask_bits = kGeneral ? p.mask_bits : nullptr;
   const int tid = threadIdx.x, lane = tid & 31;
   const int wq = (tid >> 5) % C::kWarpsQ, wk = (tid >> 5) / C::kWarpsQ;  // this warp's row and KV slots
-  // A flat grid of grid_x x num_kv_heads CTAs. Decode and causal prefill: the KV head fastest, so the
-  // heads of one work item run side by side (a paged NHD cache's pages, all heads of a token adjacent,
-  // are read from DRAM in one short window; causal items, heaviest first, start in that order).
-  // Non-causal prefill: the work item fastest, so a request's query tiles run side by side and share
-  // its K/V in L2: 1.03-1.09x at seqlen 16384 (H200, 2026-11-21), where causal lost 4-6%.
+  // A flat grid of grid_x x num_kv_heads CTAs. Decode and causal prefill at D 256: the KV head fastest,
+  // so the heads of one work item run side by side (a paged NHD cache's pages, all heads of a token
+  // adjacent, are read from DRAM in one short window; causal items, heaviest first, start in that order).
+  // Other prefill: the work item fastest, so a request's query tiles run side by side and share its K/V
+  // in L2: non-causal 1.03-1.09x at seqlen 16384; causal D 64 1.08-1.11x at 2048-16384 with the 128-token
+  // KV tile (D 128 1.00-1.02x), D 256 causal 0.95x at 4096 (H200, 2026-11-21, ci/ab_fa2.sh).
   const unsigned grid_x = gridDim.x / unsigned(p.num_kv_heads);
-  const bool head_fastest = C::kDecode || p.causal;
+  const bool head_fastest = C::kDecode || (p.causal && D == 256);
   const int kvh = int(head_fastest ? blockIdx.x % unsigned(p.num_kv_heads) : blockIdx.x / grid_x);
   const int work0 = int(head_fastest ? blockIdx.x / unsigned(p.num_kv_heads) : blockIdx.x % grid_x);
   const int work_step = int(grid_x);
