@@ -11,21 +11,24 @@ export KVINFER_CUDA_ARCHS=${KVINFER_CUDA_ARCHS:-90a} KVINFER_HEAD_DIMS=128 KVINF
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/kvinfer-deps .whl/*.whl || exit 1
 kernel=cuda/sm80/attention_kernel.cuh
-cp $kernel /tmp/decode_exp_kernel.orig
+launch=cpp/src/launch.h
+cp $kernel /tmp/decode_exp_kernel.orig; cp $launch /tmp/decode_exp_launch.orig
+restore() { cp /tmp/decode_exp_kernel.orig $kernel; cp /tmp/decode_exp_launch.orig $launch; }
 for v in ${DECODE_VARIANTS:-64:4:2 64:4:3}; do
   IFS=: read -r kv warps stages <<< "$v"
-  cp /tmp/decode_exp_kernel.orig $kernel
-  sed -i -e "s/kWarpsKV = kDecode ? [0-9]* : 1;/kWarpsKV = kDecode ? $warps : 1;/" \
-         -e "s/kKV = kDecode ? [0-9]* :/kKV = kDecode ? (D == 128 ? $kv : 64) :/" \
-         -e "s/kStages = kDecode ? (D == 64 ? 4 : [0-9]*) : 2;/kStages = kDecode ? (D == 64 ? 4 : $stages) : 2;/" $kernel
-  grep -q "D == 128 ? $kv : 64" $kernel && grep -q "kDecode ? $warps : 1" $kernel && grep -q "D == 64 ? 4 : $stages)" $kernel \
-    || { echo "patch failed"; cp /tmp/decode_exp_kernel.orig $kernel; exit 1; }
+  restore
+  # The wide decode tile at D 128 only (its KV tile in attn_tile_kv, which the planner's split unit follows).
+  sed -i -e "s/kWarpsKV = kLean ? 2 : kDecode ? 4 : 1;/kWarpsKV = kLean ? 2 : kDecode ? (D == 128 ? $warps : 4) : 1;/" \
+         -e "s/kStages = kDecode ? (D == 64 ? 4 : 2) : 2;/kStages = kLean ? 2 : kDecode ? (D == 64 ? 4 : D == 128 ? $stages : 2) : 2;/" $kernel
+  sed -i "s/  return t == AttnTile::kDecodeLean ? 32 :/  return t == AttnTile::kDecode \&\& head_dim == 128 ? $kv : t == AttnTile::kDecodeLean ? 32 :/" $launch
+  grep -q "D == 128 ? $warps : 4" $kernel && grep -q "D == 128 ? $stages : 2" $kernel && grep -q "head_dim == 128 ? $kv :" $launch \
+    || { echo "patch failed"; restore; exit 1; }
   site=/tmp/decode_exp_$kv-$warps-$stages
   start=$(date +%s)
   PYTHONPATH=/tmp/kvinfer-deps python3 -m pip install -q --no-build-isolation --no-deps --target $site . \
-    > "$OUT_DIR/build_$kv-$warps-$stages.log" 2>&1 || { tail -30 "$OUT_DIR/build_$kv-$warps-$stages.log"; cp /tmp/decode_exp_kernel.orig $kernel; exit 1; }
+    > "$OUT_DIR/build_$kv-$warps-$stages.log" 2>&1 || { tail -30 "$OUT_DIR/build_$kv-$warps-$stages.log"; restore; exit 1; }
   echo "== KV tile $kv, $warps KV warps, $stages stages (build $(( $(date +%s) - start )) s)"
   PYTHONPATH=$site python3 benchmarks/bench_decode.py --shapes "$SHAPES" --json "$OUT_DIR/decode_$kv-$warps-$stages.json" 2>&1 \
     | grep -E "^\| [0-9]|Error|error" | cut -d'|' -f2,3,5,11,12,16
 done
-cp /tmp/decode_exp_kernel.orig $kernel
+restore

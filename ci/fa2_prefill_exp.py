@@ -1,6 +1,8 @@
 """FA2-class prefill against torch's flash backend on a few FlashAttention-grid shapes (bf16, ragged,
 16k tokens, 4096 / D heads), one line per shape: kvinfer backend="fa2" TFLOP/s, flash TFLOP/s, ratio,
-max abs error of the checked rows. Usage: python ci/fa2_prefill_exp.py D:seqlen:c|n ..."""
+max abs error of the checked rows. FA2_EXP_PAGE=N: kvinfer reads a paged cache of N-token pages (shuffled
+page ids; the general build of the kernel) instead of ragged K/V.
+Usage: python ci/fa2_prefill_exp.py D:seqlen:c|n ..."""
 import os
 import sys
 
@@ -11,6 +13,31 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import bench_prefill as bp  # noqa: E402
 from _common import calibrate_sleep  # noqa: E402
 
+
+
+def bench_paged(batch, n, heads, d, causal, ps, row):
+    """kvinfer on a paged cache of the same K/V (row keys as bench_ragged's with key "k")."""
+    import kvinfer
+    import numpy as np
+    total, ppr = batch * n, (n + ps - 1) // ps
+    q, k, v = (torch.randn(total, heads, d, dtype=bp.DTYPE, device="cuda") for _ in range(3))
+    perm = torch.randperm(batch * ppr, device="cuda")
+    cache = torch.zeros(batch * ppr, 2, ps, heads, d, dtype=bp.DTYPE, device="cuda")
+    for slot, x in ((0, k), (1, v)):
+        padded = torch.zeros(batch, ppr * ps, heads, d, dtype=bp.DTYPE, device="cuda")
+        padded[:, :n] = x.view(batch, n, heads, d)
+        cache[perm, slot] = padded.view(batch * ppr, ps, heads, d)
+    qo = (np.arange(batch + 1) * n).astype(np.int32)
+    w = kvinfer.BatchPrefillWithPagedKVCacheWrapper(torch.empty(bp.WORKSPACE_BYTES, dtype=torch.uint8, device="cuda"),
+                                                    backend=backend)
+    w.plan(qo, (np.arange(batch + 1) * ppr).astype(np.int32), perm.to(torch.int32),
+           np.full(batch, n - (ppr - 1) * ps, dtype=np.int32), heads, heads, d, ps, causal=causal, q_data_type=bp.DTYPE)
+    out = torch.empty_like(q)
+    w.run(q, cache, out=out)
+    row["k_max_abs_err"] = bp.check_rows(out, q, k, v, (batch - 1) * n, n, causal)
+    row["k_us"] = bp.time_us(lambda: w.run(q, cache, out=out), 10)
+
+
 calibrate_sleep()
 backend = os.environ.get("FA2_EXP_BACKEND", "fa2")
 for spec in sys.argv[1:] or ["128:4096:n", "128:4096:c", "256:4096:n", "256:4096:c", "64:4096:n", "64:4096:c"]:
@@ -20,7 +47,10 @@ for spec in sys.argv[1:] or ["128:4096:n", "128:4096:c", "256:4096:n", "256:4096
     f = bp.flops(batch, n, heads, d, causal)
     row = {}
     try:
-        bp.bench_ragged(batch, n, heads, d, causal, 10, row, backend, "k")
+        if os.environ.get("FA2_EXP_PAGE"):
+            bench_paged(batch, n, heads, d, causal, int(os.environ["FA2_EXP_PAGE"]), row)
+        else:
+            bp.bench_ragged(batch, n, heads, d, causal, 10, row, backend, "k")
     except Exception as e:  # noqa: BLE001
         print(f"{spec}: kvinfer failed: {type(e).__name__}: {e}")
         continue

@@ -85,6 +85,44 @@ def gsort():
   p.merge_groups = next_group;""")
 
 
+def dtrace():
+    # Per-CTA timeline of a decode launch (split plans), written by thread 0 into p.o as uint32 words
+    # [16 * cta ...]: smid, merged flag, globaltimer at entry and end (lo, hi each), then clock64 deltas
+    # from entry to: after the PDL wait, first K/V tile landed, KV loop done, epilogue done (partials
+    # written), end (after the split merge, if any); the CTA's first work item. The split merge's output
+    # stores are dropped, so p.o holds only the trace (results are wrong).
+    ck = 'asm volatile("mov.u64 %0, %%clock64;" : "=l"(tc[{i}]) :: "memory");'
+    sub(KERNEL, "  const int tid = threadIdx.x, lane = tid & 31;",
+        "  unsigned long long tc[6] = {}, tg0, tg5;\n"
+        '  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tg0) :: "memory");\n  ' + ck.format(i=0) +
+        "\n  bool traced = false, merged = false;\n  const int tid = threadIdx.x, lane = tid & 31;")
+    sub(KERNEL, "  pdl_wait();\n", "  pdl_wait();\n  " + ck.format(i=1) + "\n")
+    sub(KERNEL, "      cp_async_wait<kStages - 2>();\n      __syncthreads();\n",
+        "      cp_async_wait<kStages - 2>();\n      __syncthreads();\n      if (!traced && t == 0) " + ck.format(i=2) + "\n")
+    sub(KERNEL, "    cp_async_wait<0>();\n", "    cp_async_wait<0>();\n    if (!traced) " + ck.format(i=3) + "\n")
+    sub(KERNEL, "      if (job.merge >= 0 && p.merge_counters && split_group_last(p, job, kvh))\n",
+        "      if (!traced) " + ck.format(i=4) + "\n      if (job.merge >= 0 && p.merge_counters && split_group_last(p, job, kvh) && (merged = true))\n")
+    s = open(KERNEL).read()
+    i = s.rindex("}  // namespace kvinfer::detail::attn")
+    j = s.rindex("  }\n}\n", 0, i)
+    s = s[:j] + "    traced = true;\n" + s[j:j + 4] + """  asm volatile("mov.u64 %0, %%clock64;" : "=l"(tc[5]) :: "memory");
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tg5) :: "memory");
+  if (tid == 0) {
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    uint32_t* tw = reinterpret_cast<uint32_t*>(p.o) + 16 * blockIdx.x;
+    tw[0] = smid, tw[1] = merged;
+    tw[2] = uint32_t(tg0), tw[3] = uint32_t(tg0 >> 32), tw[4] = uint32_t(tg5), tw[5] = uint32_t(tg5 >> 32);
+    for (int e = 1; e < 6; ++e) tw[5 + e] = uint32_t(tc[e] - tc[0]);
+    tw[11] = unsigned(work0), tw[12] = 1;
+  }
+""" + s[j + 4:]
+    open(KERNEL, "w").write(s)
+    sub("cuda/sm80/split_merge.cuh", "    if ((reinterpret_cast<uintptr_t>(dst) & 15) == 0) {\n      *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);",
+        "    if (false) {\n      *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);")
+    sub("cuda/sm80/split_merge.cuh", "      for (int e = 0; e < 4; ++e) *reinterpret_cast<uint32_t*>(dst + 2 * e) = w[e];\n    }\n    if (p.lse && ch == 0)",
+        "      for (int e = 0; e < 4; ++e) if (false) *reinterpret_cast<uint32_t*>(dst + 2 * e) = w[e];\n    }\n    if (false && p.lse && ch == 0)")
+
 for v in sys.argv[1].split("+"):
     if v != "base":
         globals()[v]()

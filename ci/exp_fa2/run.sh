@@ -7,7 +7,7 @@ R=$PWD; export R
 OUT_DIR=$1; shift
 mkdir -p $OUT_DIR
 export KVINFER_CUDA_ARCHS=90 KVINFER_DTYPES=bf16 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
-files="cuda/sm80/attention_kernel.cuh cpp/src/planner.cpp"
+files="cuda/sm80/attention_kernel.cuh cuda/sm80/split_merge.cuh cpp/src/planner.cpp"
 mkdir -p /tmp/exp_orig; for f in $files; do cp $f /tmp/exp_orig/$(basename $f); done
 restore() { for f in $files; do cp /tmp/exp_orig/$(basename $f) $f; done; }
 for spec in "$@"; do
