@@ -2,7 +2,8 @@
 # A/B of the FA2-class kernel against main's HEAD: builds the package twice (sm_90 FA2 instances, bf16,
 # head dims AB_DIMS) into separate sites and build dirs, A with HEAD's copy of AB_FILES, B with the
 # working tree's, then runs ci/fa2_prefill_exp.py (kvinfer fa2 vs torch flash, same process) with
-# each, alternating AB_ROUNDS times. Usage: ci/ab_fa2.sh OUT_DIR SHAPE...
+# each, alternating AB_ROUNDS times (AB_CMD: another command instead, e.g. a benchmark).
+# Usage: ci/ab_fa2.sh OUT_DIR SHAPE...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 R=$PWD
@@ -38,6 +39,10 @@ for f in $FILES; do cp /tmp/ab_new/$(basename $f) $f; done
 for r in $(seq ${AB_ROUNDS:-2}); do
   for v in $names; do
     echo "== $v round $r"
-    (cd /tmp && PYTHONPATH=/tmp/ab_site_$v python3 $R/ci/fa2_prefill_exp.py "$@" 2>&1 | tee -a "$OUT_DIR/ab_$v.log")
+    if [ -n "${AB_CMD:-}" ]; then  # another measurement, run in the repo root with the variant's site
+      PYTHONPATH=/tmp/ab_site_$v bash -c "$AB_CMD" 2>&1 | tee -a "$OUT_DIR/ab_$v.log"
+    else
+      (cd /tmp && PYTHONPATH=/tmp/ab_site_$v python3 $R/ci/fa2_prefill_exp.py "$@" 2>&1 | tee -a "$OUT_DIR/ab_$v.log")
+    fi
   done
 done

@@ -16,20 +16,21 @@ namespace kvinfer::detail::attn {
 using namespace kvinfer::cuda;
 
 // Arrival: true in every thread of the CTA that arrived last (the counter is back to zero then).
-// The caller's partial stores precede the call in every thread. One thread fences (the barrier
-// orders the CTA's stores before it), as cooperative groups' grid sync does: a fence per thread cost
-// every CTA a memory round trip per warp.
+// The caller's partial stores precede the call in every thread. One thread arrives for the CTA (the
+// barrier orders the CTA's stores before it; CUTLASS's grid barrier publishes a CTA's writes the same
+// way), with one acquire-release atomic: it publishes this CTA's partial rows and, in the last CTA,
+// orders the merge's reads after every arrival. (__threadfence() around a plain atomic is a
+// sequentially consistent fence, MEMBAR.SC: a round trip of its own on each side.)
 __device__ __forceinline__ bool split_group_last(const AttnParams& p, const Job& job, int kvh) {
   __syncthreads();
   int last = 0;
   if (threadIdx.x == 0) {
-    __threadfence();  // the CTA's partial rows are visible GPU-wide before it arrives
     int* ctr = p.merge_counters + int64_t(job.merge) * p.num_kv_heads + kvh;
-    last = atomicAdd(ctr, 1) == job.splits - 1;
-    if (last) {
-      atomicExch(ctr, 0);  // zero at rest: the next launch (or graph replay) starts from it
-      __threadfence();     // acquire side: the group's partial rows are read after the arrivals
-    }
+    int old;
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(ctr) : "memory");
+    last = old == job.splits - 1;
+    // Zero at rest: the next launch (or graph replay) starts from it (kernel completion orders it).
+    if (last) asm volatile("st.relaxed.gpu.global.s32 [%0], 0;" ::"l"(ctr) : "memory");
   }
   return __syncthreads_or(last);
 }
