@@ -77,6 +77,13 @@ for spec in sys.argv[1:] or ["16x2048"]:
         x = x[merged] if name.startswith("merge") else x
         if len(x):
             print(f"  {name:22s} median {np.median(x):6.2f}  p90 {pct(x, 90):6.2f}  max {x.max():6.2f} us")
+    extra = t[:, 13:16].astype(np.float64) / ghz / 1e3  # poison barrier, states in smem, arrival (us from entry)
+    loop_end = cyc[:, 2] / ghz / 1e3
+    parts = [extra[:, 0] - loop_end, extra[:, 1] - extra[:, 0], cyc[:, 3] / ghz / 1e3 - extra[:, 1],
+             extra[:, 2] - cyc[:, 3] / ghz / 1e3]
+    for name, x in zip(["loop end -> poison barrier", "-> KV warps' states in smem", "-> partials written",
+                        "-> split arrival done"], parts):
+        print(f"  {name:28s} median {np.median(x):6.2f}  p90 {pct(x, 90):6.2f}  max {x.max():6.2f} us")
     # Busy CTAs over time (how the wave drains).
     edges = np.linspace(0, ev[5].max(), 11)
     busy = [int(((ev[0] <= a) & (ev[5] > a)).sum()) for a in edges]

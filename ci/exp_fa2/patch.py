@@ -89,11 +89,12 @@ def dtrace():
     # Per-CTA timeline of a decode launch (split plans), written by thread 0 into p.o as uint32 words
     # [16 * cta ...]: smid, merged flag, globaltimer at entry and end (lo, hi each), then clock64 deltas
     # from entry to: after the PDL wait, first K/V tile landed, KV loop done, epilogue done (partials
-    # written), end (after the split merge, if any); the CTA's first work item. The split merge's output
+    # written), end (after the split merge, if any); the CTA's first work item, 1; then after the poison
+    # barrier, after the KV warps' states are in shared memory, after the split-group arrival. The split merge's output
     # stores are dropped, so p.o holds only the trace (results are wrong).
     ck = 'asm volatile("mov.u64 %0, %%clock64;" : "=l"(tc[{i}]) :: "memory");'
     sub(KERNEL, "  const int tid = threadIdx.x, lane = tid & 31;",
-        "  unsigned long long tc[6] = {}, tg0, tg5;\n"
+        "  unsigned long long tc[9] = {}, tg0, tg5;\n"
         '  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tg0) :: "memory");\n  ' + ck.format(i=0) +
         "\n  bool traced = false, merged = false;\n  const int tid = threadIdx.x, lane = tid & 31;")
     sub(KERNEL, "  pdl_wait();\n", "  pdl_wait();\n  " + ck.format(i=1) + "\n")
@@ -101,7 +102,12 @@ def dtrace():
         "      cp_async_wait<kStages - 2>();\n      __syncthreads();\n      if (!traced && t == 0) " + ck.format(i=2) + "\n")
     sub(KERNEL, "    cp_async_wait<0>();\n", "    cp_async_wait<0>();\n    if (!traced) " + ck.format(i=3) + "\n")
     sub(KERNEL, "      if (job.merge >= 0 && p.merge_counters && split_group_last(p, job, kvh))\n",
-        "      if (!traced) " + ck.format(i=4) + "\n      if (job.merge >= 0 && p.merge_counters && split_group_last(p, job, kvh) && (merged = true))\n")
+        "      if (!traced) " + ck.format(i=4) + "\n      const bool lastc = job.merge >= 0 && p.merge_counters && split_group_last(p, job, kvh);\n"
+        "      if (!traced) " + ck.format(i=8) + "\n      if (lastc && (merged = true))\n")
+    sub(KERNEL, "    const float poison = (page_size > 0 && __syncthreads_or(bad_page)) ? NAN : 0.f;\n",
+        "    const float poison = (page_size > 0 && __syncthreads_or(bad_page)) ? NAN : 0.f;\n    if (!traced) " + ck.format(i=6) + "\n")
+    sub(KERNEL, "      __syncthreads();\n      // kTPR threads per row",
+        "      __syncthreads();\n      if (!traced) " + ck.format(i=7) + "\n      // kTPR threads per row")
     s = open(KERNEL).read()
     i = s.rindex("}  // namespace kvinfer::detail::attn")
     j = s.rindex("  }\n}\n", 0, i)
@@ -115,6 +121,7 @@ def dtrace():
     tw[2] = uint32_t(tg0), tw[3] = uint32_t(tg0 >> 32), tw[4] = uint32_t(tg5), tw[5] = uint32_t(tg5 >> 32);
     for (int e = 1; e < 6; ++e) tw[5 + e] = uint32_t(tc[e] - tc[0]);
     tw[11] = unsigned(work0), tw[12] = 1;
+    for (int e = 6; e < 9; ++e) tw[7 + e] = uint32_t(tc[e] - tc[0]);
   }
 """ + s[j + 4:]
     open(KERNEL, "w").write(s)

@@ -53,7 +53,11 @@ struct Config {
   // Decode is latency-bound per CTA: registers are held to 3 CTAs per SM (lean: 6) at D <= 128.
   static constexpr int kMinBlocks = kDecode && D <= 128 ? (kLean ? 6 : 3) : 1;
   // Cross-warp merge (decode tile): per warp O (16 x D floats), m and l, over the K/V stages.
-  static constexpr int kSmemMerge = kWarpsKV * 16 * (D + 2) * 4;
+  // Row stride (floats) of the merge buffer: D + 8 puts consecutive rows 8 banks apart. With D, the 8
+  // rows a warp stores or loads at once sat on the same banks (8-way conflicts: 0.43 us to store the
+  // states at D 128, H200, ci/exp_fa2/dtrace.py).
+  static constexpr int kMergeStride = D + 8;
+  static constexpr int kSmemMerge = kWarpsKV * 16 * (kMergeStride + 2) * 4;
   static_assert(kWarpsKV == 1 || kSmemMerge <= 2 * kStages * kSmemKVStage, "merge buffer fits in the K/V stages");
   static_assert(kKVW % 16 == 0 && D % 16 == 0 && D >= 64, "tile shape");
   static_assert(kThreads % kChunks == 0, "loader shape: each thread copies one chunk of its rows");
@@ -487,8 +491,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     } else {
       // Merge the KV warps' states through shared memory (the K/V stages are free now).
       __syncthreads();
-      float* sO = reinterpret_cast<float*>(sK);         // [kWarpsKV][16][D]
-      float* sM = sO + C::kWarpsKV * 16 * D;            // [kWarpsKV][16]
+      constexpr int kOS = C::kMergeStride;
+      float* sO = reinterpret_cast<float*>(sK);         // [kWarpsKV][16][kOS]
+      float* sM = sO + C::kWarpsKV * 16 * kOS;          // [kWarpsKV][16]
       float* sL = sM + C::kWarpsKV * 16;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -496,7 +501,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
         sum += __shfl_xor_sync(0xffffffff, sum, 1);
         sum += __shfl_xor_sync(0xffffffff, sum, 2);
         const int r = g + 8 * h;
-        float* orow = sO + (wk * 16 + r) * D;
+        float* orow = sO + (wk * 16 + r) * kOS;
 #pragma unroll
         for (int n = 0; n < kNO; ++n)
           *reinterpret_cast<float2*>(orow + n * 8 + 2 * tq) = make_float2(o[0][n][2 * h], o[0][n][2 * h + 1]);
@@ -530,8 +535,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
           float acc[8] = {};
 #pragma unroll
           for (int k = 0; k < C::kWarpsKV; ++k) {
-            const float4 x0 = *reinterpret_cast<const float4*>(sO + (k * 16 + r) * D + col);
-            const float4 x1 = *reinterpret_cast<const float4*>(sO + (k * 16 + r) * D + col + 4);
+            const float4 x0 = *reinterpret_cast<const float4*>(sO + (k * 16 + r) * kOS + col);
+            const float4 x1 = *reinterpret_cast<const float4*>(sO + (k * 16 + r) * kOS + col + 4);
             acc[0] += x0.x * wgt[k], acc[1] += x0.y * wgt[k], acc[2] += x0.z * wgt[k], acc[3] += x0.w * wgt[k];
             acc[4] += x1.x * wgt[k], acc[5] += x1.y * wgt[k], acc[6] += x1.z * wgt[k], acc[7] += x1.w * wgt[k];
           }
