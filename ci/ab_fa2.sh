@@ -19,7 +19,9 @@ build() {  # $1: name
     --target /tmp/ab_site_$1 . > "$OUT_DIR/build_$1.log" 2>&1 || { tail -30 "$OUT_DIR/build_$1.log"; return 1; }
   echo "built $1 in $(( $(date +%s) - start )) s"
 }
-for f in $FILES; do git show HEAD:$f > $f; done
+# A: HEAD's files, or those under AB_BASE_DIR (a `git archive` of the base; the device copy's .git may
+# be older than the working tree's commits).
+for f in $FILES; do if [ -n "${AB_BASE_DIR:-}" ]; then cp "$AB_BASE_DIR/$f" $f; else git show HEAD:$f > $f; fi; done
 build A; rc=$?
 [ $rc = 0 ] || exit 1
 # AB_VARIANTS: B variants, one "name:sed-expression" per line, each the working tree's files

@@ -224,7 +224,26 @@ class _BatchAttention:
         return self._plan
 
 
-class BatchDecodeWithPagedKVCacheWrapper(_BatchAttention):
+def _prefill_capacity(use_cuda_graph, qo_indptr_buf, max_num_qo_tokens):
+    """(batch, query rows) capacity of a CUDA-graph prefill wrapper; (0, 0) without graphs."""
+    if not use_cuda_graph:
+        return 0, 0
+    if qo_indptr_buf is None or max_num_qo_tokens is None:
+        raise ValueError("use_cuda_graph=True needs qo_indptr_buf (batch capacity) and max_num_qo_tokens")
+    return int(qo_indptr_buf.shape[0]) - 1, int(max_num_qo_tokens)
+
+
+class _PagedAttention(_BatchAttention):
+    """Batch attention over a paged cache: run() takes the cache ([pages, 2, ...] or a (k, v) pair)."""
+
+    def run(self, q, paged_kv_cache, *, out=None, lse=None, return_lse=False, stream=None):
+        k, v = split_paged_kv_cache(paged_kv_cache)
+        return self._run(q, k, v, out, lse, return_lse, stream)
+
+    forward = run
+
+
+class BatchDecodeWithPagedKVCacheWrapper(_PagedAttention):
     """Decode (one query token per request) over a paged KV cache; q is [batch, H_qo, D]."""
 
     _tile_rows = 16
@@ -252,24 +271,14 @@ class BatchDecodeWithPagedKVCacheWrapper(_BatchAttention):
 
     begin_forward = plan
 
-    def run(self, q, paged_kv_cache, *, out=None, lse=None, return_lse=False, stream=None):
-        k, v = split_paged_kv_cache(paged_kv_cache)
-        return self._run(q, k, v, out, lse, return_lse, stream)
 
-    forward = run
-
-
-class BatchPrefillWithPagedKVCacheWrapper(_BatchAttention):
+class BatchPrefillWithPagedKVCacheWrapper(_PagedAttention):
     """Prefill / append (many query tokens per request) over a paged KV cache; q is [qo_indptr[-1], H_qo, D]."""
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
                  paged_kv_indptr_buf=None, paged_kv_indices_buf=None, paged_kv_last_page_len_buf=None,
                  max_num_qo_tokens=None, backend="auto", enable_pdl=True):
-        batch = rows = 0
-        if use_cuda_graph:
-            if qo_indptr_buf is None or max_num_qo_tokens is None:
-                raise ValueError("use_cuda_graph=True needs qo_indptr_buf (batch capacity) and max_num_qo_tokens")
-            batch, rows = int(qo_indptr_buf.shape[0]) - 1, int(max_num_qo_tokens)
+        batch, rows = _prefill_capacity(use_cuda_graph, qo_indptr_buf, max_num_qo_tokens)
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=rows,
                          kv_indices_buffer=paged_kv_indices_buf, backend=backend, enable_pdl=enable_pdl)
 
@@ -287,12 +296,6 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchAttention):
 
     begin_forward = plan
 
-    def run(self, q, paged_kv_cache, *, out=None, lse=None, return_lse=False, stream=None):
-        k, v = split_paged_kv_cache(paged_kv_cache)
-        return self._run(q, k, v, out, lse, return_lse, stream)
-
-    forward = run
-
 
 class BatchPrefillWithRaggedKVCacheWrapper(_BatchAttention):
     """Prefill over a ragged KV: k/v [kv_indptr[-1], H_kv, D] (NHD) or [H_kv, kv_indptr[-1], D] (HND)."""
@@ -301,11 +304,7 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchAttention):
 
     def __init__(self, float_workspace_buffer, kv_layout="NHD", use_cuda_graph=False, qo_indptr_buf=None,
                  kv_indptr_buf=None, max_num_qo_tokens=None, backend="auto", enable_pdl=True):
-        batch = rows = 0
-        if use_cuda_graph:
-            if qo_indptr_buf is None or max_num_qo_tokens is None:
-                raise ValueError("use_cuda_graph=True needs qo_indptr_buf (batch capacity) and max_num_qo_tokens")
-            batch, rows = int(qo_indptr_buf.shape[0]) - 1, int(max_num_qo_tokens)
+        batch, rows = _prefill_capacity(use_cuda_graph, qo_indptr_buf, max_num_qo_tokens)
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph, capacity_batch=batch, capacity_rows=rows,
                          backend=backend, enable_pdl=enable_pdl)
 
