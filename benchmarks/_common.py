@@ -3,6 +3,7 @@ device-name lookups, memory release, note printing and the no-GPU skip."""
 import json
 import statistics
 import time
+import warnings
 
 import torch
 
@@ -93,6 +94,27 @@ def free_memory():
 def short(e, n=240):
     msg = " ".join(str(e).split())
     return (msg[:n] + "...") if len(msg) > n else msg
+
+
+def sdpa_peer(backend, call, timed):
+    """(us, None) or (None, reason) for a torch SDPA backend: one checked call() first (torch explains a
+    refusal in warnings), then timed() under the same backend."""
+    from torch.nn.attention import sdpa_kernel
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with sdpa_kernel(backend):
+                call()
+        torch.cuda.synchronize()
+    except Exception as e:
+        why = [short(w.message, 160) for w in caught if "not used because" in str(w.message) or "cuDNN" in
+               str(w.message) or "Flash" in str(w.message)]
+        return None, short(f"{type(e).__name__}: {e}" + ("; " + "; ".join(why[:2]) if why else ""), 300)
+    try:
+        with sdpa_kernel(backend):
+            return timed(), None
+    except Exception as e:
+        return None, short(f"{type(e).__name__}: {e}")
 
 
 def fmt(x, spec):

@@ -15,14 +15,13 @@ import json
 import math
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
 
 import kvinfer
 from _common import (BATCH, WARMUP, calibrate_sleep, copy_gbps, fmt, free_memory, host_us, lookup, print_notes,
-                     short, skip_without_gpu, time_us)
+                     sdpa_peer, short, skip_without_gpu, time_us)
 
 PAGE_SIZE, HQ, HKV, HEAD_DIM = 16, 32, 8, 128
 DTYPE = torch.bfloat16
@@ -100,23 +99,9 @@ def sdpa_call(q, k, v, gqa):
 
 
 def try_peer(backend, sets, gqa, reps):
-    """(us, None) or (None, reason). One checked call first: torch explains a refusal in warnings."""
-    from torch.nn.attention import sdpa_kernel
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with sdpa_kernel(backend):
-                sdpa_call(*sets[0], gqa)
-        torch.cuda.synchronize()
-    except Exception as e:
-        why = [short(w.message, 160) for w in caught if "not used because" in str(w.message) or "cuDNN" in
-               str(w.message) or "Flash" in str(w.message)]
-        return None, short(f"{type(e).__name__}: {e}" + ("; " + "; ".join(why[:2]) if why else ""), 300)
-    try:
-        with sdpa_kernel(backend):
-            return time_us(lambda q, k, v: sdpa_call(q, k, v, gqa), reps, sets), None
-    except Exception as e:
-        return None, short(f"{type(e).__name__}: {e}")
+    """(us, None) or (None, reason)."""
+    return sdpa_peer(backend, lambda: sdpa_call(*sets[0], gqa),
+                     lambda: time_us(lambda q, k, v: sdpa_call(q, k, v, gqa), reps, sets))
 
 
 def dense_sets(batch, kv_len, heads, nsets):

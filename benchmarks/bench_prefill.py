@@ -16,13 +16,12 @@ import json
 import math
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
 
 import kvinfer
-from _common import (BATCH, WARMUP, calibrate_sleep, fmt, free_memory, lookup, print_notes, short,
+from _common import (BATCH, WARMUP, calibrate_sleep, fmt, free_memory, lookup, print_notes, sdpa_peer, short,
                      skip_without_gpu, time_us)
 
 TOKENS = 16384
@@ -89,26 +88,11 @@ def bench_ragged(batch, seqlen, heads, head_dim, causal, reps, row, backend="aut
 
 def bench_sdpa(backend, batch, seqlen, heads, head_dim, causal, reps):
     """(us, None) or (None, reason)."""
-    from torch.nn.attention import sdpa_kernel
     q, k, v = (torch.randn(batch, heads, seqlen, head_dim, dtype=DTYPE, device="cuda") for _ in range(3))
 
     def call():
         return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with sdpa_kernel(backend):
-                call()
-        torch.cuda.synchronize()
-    except Exception as e:
-        why = [short(w.message, 160) for w in caught if "not used because" in str(w.message) or "cuDNN" in
-               str(w.message) or "Flash" in str(w.message)]
-        return None, short(f"{type(e).__name__}: {e}" + ("; " + "; ".join(why[:2]) if why else ""), 300)
-    try:
-        with sdpa_kernel(backend):
-            return time_us(call, reps), None
-    except Exception as e:
-        return None, short(f"{type(e).__name__}: {e}")
+    return sdpa_peer(backend, call, lambda: time_us(call, reps))
 
 
 def bench_config(seqlen, head_dim, causal, reps, peak):
