@@ -42,6 +42,8 @@ def main():
         # auto, unsplit (the lean decode tile), then whole-tile split lengths (the wide tile).
         sizes = [None, "off"] + sorted({min(kv_len, (-(-kv_len // s) + 63) // 64 * 64) for s in range(2, 9)},
                                        reverse=True)
+        if os.environ.get("SPLIT_EXP_SIZES"):  # explicit split lengths (any token count), after auto
+            sizes = [None] + [int(x) for x in os.environ["SPLIT_EXP_SIZES"].split(",")]
         print(f"batch {batch} x {kv_len}: cuDNN {cudnn:.1f} us")
         for size in sizes:
             w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
