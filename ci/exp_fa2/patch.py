@@ -15,11 +15,6 @@ def sub(path, old, new, count=1):
     open(path, "w").write(s)
 
 
-def d64kv128():
-    sub(KERNEL, "static constexpr int kKV = kLean ? 32 : 64;",
-        "static constexpr int kKV = kLean ? 32 : (!kDecode && D == 64) ? 128 : 64;")
-
-
 def trace():
     # Per-CTA events of the first job into p.lse (the caller passes an lse buffer and ignores its values):
     # words [16 * cta ...]: smid, globaltimer at entry / end (lo, hi), then clock64 deltas from entry to:
@@ -39,8 +34,8 @@ def trace():
         "    if (kPrefetch && kStages - 1 < num_tiles) fetch_ids(kStages - 1);\n    if (!traced) " + clk.format(i=3, extra=": "))
     sub(KERNEL, "      cp_async_wait<kStages - 2>();\n      __syncthreads();",
         "      cp_async_wait<kStages - 2>();\n      __syncthreads();\n      if (!traced && t == 0) " + clk.format(i=4, extra=": "))
-    sub(KERNEL, "    cp_async_wait<0>();\n\n    // ---- epilogue",
-        "    cp_async_wait<0>();\n    if (!traced) " + clk.format(i=5, extra=": ") + "\n\n    // ---- epilogue")
+    sub(KERNEL, "    cp_async_wait<0>();\n",
+        "    cp_async_wait<0>();\n    if (!traced) " + clk.format(i=5, extra=": ") + "\n")
     # No LSE rows: the buffer holds the trace.
     s = open(KERNEL).read()
     s = s.replace("if (lse_dst) *lse_dst", "if (false) *lse_dst").replace("if (lse_dst && tq == 0) *lse_dst", "if (false) *lse_dst")

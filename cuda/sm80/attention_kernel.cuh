@@ -39,7 +39,7 @@ struct Config {
   static constexpr int kMT = kRows / (kWarpsQ * 16);
   // KV tile (attn_tile_kv) and pipeline depth: decode is memory-bound and keeps kStages - 1 tiles in
   // flight. Prefill takes 64-token tiles at D 128 / 256 (128 at D 64): against 32, 1.07x / 1.03-1.05x
-  // (fewer barriers and Q fragment reloads per MMA; H200, 2026-11-21, ci/prefill_exp.sh). A software-pipelined variant
+  // (fewer barriers and Q fragment reloads per MMA; H200, 2026-11-21). A software-pipelined variant
   // (two 32-token S tiles live, the next S = Q K^T issued with this step's softmax, K and V in
   // separate cp.async groups) ran 0.90x of this: at 255 registers ptxas re-serialises the softmax
   // behind the MMAs and spills more.
@@ -277,7 +277,7 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
         for (int n = 0; n < kNS; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
-      constexpr bool kFragsFirst = !C::kDecode && D != 128;  // (the decode tiles as measured before)
+      constexpr bool kFragsFirst = !C::kDecode && D != 128;  // decode tiles keep the order they were tuned with
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         uint32_t a[kMT][4], b[kNS / 2][4];
