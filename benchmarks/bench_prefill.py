@@ -137,25 +137,30 @@ def bench_config(seqlen, head_dim, causal, reps, peak):
     return row
 
 
+def paged_cache(k, v, batch, n, ps):
+    """The ragged K/V of `batch` requests of n tokens ([batch * n, H, D]) as a paged cache of ps-token pages
+    with shuffled page ids: (cache [pages, 2, ps, H, D], kv_indices int32, kv_indptr, kv_last_page_len)."""
+    ppr, h, d = (n + ps - 1) // ps, k.shape[1], k.shape[2]
+    perm = torch.randperm(batch * ppr, device=k.device)
+    cache = torch.empty(batch * ppr, 2, ps, h, d, dtype=k.dtype, device=k.device)
+    for slot, x in ((0, k), (1, v)):  # page perm[r * ppr + j] holds tokens j*ps .. j*ps+ps-1 of request r
+        padded = torch.zeros(batch, ppr * ps, h, d, dtype=k.dtype, device=k.device)
+        padded[:, :n] = x.view(batch, n, h, d)
+        cache[perm, slot] = padded.view(batch * ppr, ps, h, d)
+        del padded
+    return (cache, perm.to(torch.int32), (np.arange(batch + 1) * ppr).astype(np.int32),
+            np.full(batch, n - (ppr - 1) * ps, dtype=np.int32))
+
+
 def bench_paged(causal, reps):
     """Paged (page 16, shuffled page ids) against ragged prefill on the same requests and K/V values."""
     b, n, h, d, ps = (PAGED[x] for x in ("batch", "seqlen", "heads", "head_dim", "page_size"))
     f = flops(b, n, h, d, causal)
     row = {"batch": b, "seqlen": n, "heads": h, "head_dim": d, "page_size": ps, "causal": causal, "flops": f,
            "ragged_status": "ok", "paged_status": "ok"}
-    total, ppr = b * n, (n + ps - 1) // ps
-    q, k, v = (torch.randn(total, h, d, dtype=DTYPE, device="cuda") for _ in range(3))
-    perm = torch.randperm(b * ppr, device="cuda")
-    cache = torch.empty(b * ppr, 2, ps, h, d, dtype=DTYPE, device="cuda")
-    for slot, x in ((0, k), (1, v)):  # page perm[r * ppr + j] holds tokens j*ps .. j*ps+ps-1 of request r
-        padded = torch.zeros(b, ppr * ps, h, d, dtype=DTYPE, device="cuda")
-        padded[:, :n] = x.view(b, n, h, d)
-        cache[perm, slot] = padded.view(b * ppr, ps, h, d)
-        del padded
-    indices = perm.to(torch.int32)
+    q, k, v = (torch.randn(b * n, h, d, dtype=DTYPE, device="cuda") for _ in range(3))
+    cache, indices, kv_indptr, last = paged_cache(k, v, b, n, ps)
     qo_indptr = (np.arange(b + 1) * n).astype(np.int32)
-    kv_indptr = (np.arange(b + 1) * ppr).astype(np.int32)
-    last = np.full(b, n - (ppr - 1) * ps, dtype=np.int32)
     outs = {}
 
     def ragged():

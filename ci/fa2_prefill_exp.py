@@ -19,19 +19,12 @@ def bench_paged(batch, n, heads, d, causal, ps, row):
     """kvinfer on a paged cache of the same K/V (row keys as bench_ragged's with key "k")."""
     import kvinfer
     import numpy as np
-    total, ppr = batch * n, (n + ps - 1) // ps
-    q, k, v = (torch.randn(total, heads, d, dtype=bp.DTYPE, device="cuda") for _ in range(3))
-    perm = torch.randperm(batch * ppr, device="cuda")
-    cache = torch.zeros(batch * ppr, 2, ps, heads, d, dtype=bp.DTYPE, device="cuda")
-    for slot, x in ((0, k), (1, v)):
-        padded = torch.zeros(batch, ppr * ps, heads, d, dtype=bp.DTYPE, device="cuda")
-        padded[:, :n] = x.view(batch, n, heads, d)
-        cache[perm, slot] = padded.view(batch * ppr, ps, heads, d)
-    qo = (np.arange(batch + 1) * n).astype(np.int32)
+    q, k, v = (torch.randn(batch * n, heads, d, dtype=bp.DTYPE, device="cuda") for _ in range(3))
+    cache, indices, kv_indptr, last = bp.paged_cache(k, v, batch, n, ps)
     w = kvinfer.BatchPrefillWithPagedKVCacheWrapper(torch.empty(bp.WORKSPACE_BYTES, dtype=torch.uint8, device="cuda"),
                                                     backend=backend)
-    w.plan(qo, (np.arange(batch + 1) * ppr).astype(np.int32), perm.to(torch.int32),
-           np.full(batch, n - (ppr - 1) * ps, dtype=np.int32), heads, heads, d, ps, causal=causal, q_data_type=bp.DTYPE)
+    w.plan((np.arange(batch + 1) * n).astype(np.int32), kv_indptr, indices, last, heads, heads, d, ps, causal=causal,
+           q_data_type=bp.DTYPE)
     out = torch.empty_like(q)
     w.run(q, cache, out=out)
     row["k_max_abs_err"] = bp.check_rows(out, q, k, v, (batch - 1) * n, n, causal)
