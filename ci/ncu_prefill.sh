@@ -19,6 +19,7 @@ PYTHONPATH=$site python3 $R/ci/fa2_prefill_exp.py $SHAPE
 for k in ${NCU_KERNELS:-attention_kernel flash_fwd}; do
   PYTHONPATH=$site timeout 240 ncu --clock-control none -k regex:$k -c 1 --import-source no \
     --section SpeedOfLight --section WarpStateStats --section SourceCounters --section ComputeWorkloadAnalysis \
+    --section LaunchStats --section Occupancy --section MemoryWorkloadAnalysis \
     -o /tmp/ncu_$k -f python3 $R/ci/fa2_prefill_exp.py $SHAPE > "$OUT_DIR/ncu_${k}_run.log" 2>&1
   echo "ncu $k rc $?"
   ncu -i /tmp/ncu_$k.ncu-rep --print-details all > "$OUT_DIR/ncu_$k.txt" 2>&1

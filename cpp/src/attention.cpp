@@ -206,7 +206,7 @@ SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num
   const int64_t group = num_kv_heads > 0 ? num_qo_heads / num_kv_heads : 1;
   sp.tile_rows = backend == AttnBackend::kFA3 ? detail::kSm90TileRows
                  : qo_len * group <= 16       ? 16
-                                              : detail::attn_tile_rows(detail::AttnTile::kPrefill);
+                                              : detail::attn_tile_rows(detail::AttnTile::kPrefill, head_dim);
   const int64_t ctas = ceil_div(qo_len * group, sp.tile_rows) * num_kv_heads;
   sp.chunk_tokens = std::max<int64_t>(kv_len, 1);
   // Split the KV when the query tiles alone leave most of the GPU idle (decode, short prefill over a
@@ -268,7 +268,7 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
   }
   const bool fa3 = sp.backend == AttnBackend::kFA3;
   if (fa3 ? sp.tile_rows != detail::kSm90TileRows
-          : sp.tile_rows != 16 && sp.tile_rows != detail::attn_tile_rows(detail::AttnTile::kPrefill))
+          : sp.tile_rows != 16 && sp.tile_rows != detail::attn_tile_rows(detail::AttnTile::kPrefill, int(q.size(2))))
     bad("plan: tile_rows does not match a compiled tile for this head_dim");
   const int d = int(q.size(2)), kv_rows = sp.kv_rows ? sp.kv_rows : detail::sm90_kv_rows(d, false);
   if (fa3 && kv_rows != detail::sm90_kv_rows(d, false) && kv_rows != detail::sm90_kv_rows(d, true))

@@ -163,15 +163,14 @@ inline void set_group(AttnParams& p, int group) {
 
 // Tile shapes of the compiled kernels (shared by planner and instances).
 // kDecode: 16 packed rows, for few rows per request (decode: group size x 1 token).
-// kPrefill: 128 rows: 4 warps of 32 rows (8 warps of 16 at head dim 256, where O takes the registers),
-// 64-token KV tiles. Measured on H200, 2026-11-21: 32 rows per warp won at D=64 (282 against 255
-// TFLOP/s non-causal, seqlen 8192) and D=128; at D=256, 8 x 16 rows over 64-token KV tiles beat
-// 4 x 16 over 32 (258-269 against 249-254; over 32-token tiles 8 x 16 lost, 226 against 249).
+// kPrefill: 128 rows: 4 warps of 32 rows; at head dim 256, where O takes the registers, 64 rows: 4
+// warps of 16, two CTAs per SM (the kernel's kSplitKV). Measured on H200, 2026-11-21: 32 rows per warp
+// won at D=64 (282 against 255 TFLOP/s non-causal, seqlen 8192) and D=128.
 // kDecodeLean: the decode tile's rows with 2 KV warps over 32-token KV tiles (twice the CTAs per SM),
 // chosen by the planner for batches that fill the GPU unsplit (AttnPlan::lean_decode).
 enum class AttnTile : int { kDecode = 0, kPrefill = 1, kDecodeLean = 2 };
-constexpr int attn_tile_rows(AttnTile t) {
-  return t == AttnTile::kPrefill ? 128 : 16;
+constexpr int attn_tile_rows(AttnTile t, int head_dim) {
+  return t != AttnTile::kPrefill ? 16 : head_dim == 256 ? 64 : 128;
 }
 // KV tokens per tile. The prefill tile takes 128 at head dim 64 (FA2's own shape there): half the
 // barriers, loader setup and row reductions per key; 1.10x over 64-token tiles at seqlen 4096 (H200,

@@ -94,7 +94,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   const bool graph = opt.capacity_batch > 0 || opt.capacity_rows > 0;  // CUDA-graph mode: fixed layout
   const bool decode_tile = !fa3 && (opt.tile_rows ? opt.tile_rows == 16 : max_rows <= 16);
   p.tile_rows = fa3 ? detail::kSm90TileRows
-                    : detail::attn_tile_rows(decode_tile ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill);
+                    : detail::attn_tile_rows(decode_tile ? detail::AttnTile::kDecode : detail::AttnTile::kPrefill, opt.head_dim);
   std::vector<int64_t> tiles(batch);
   int64_t total = 0, max_len = 1;
   for (int64_t b = 0; b < batch; ++b) {

@@ -29,13 +29,13 @@ struct Config {
   // (64 / 128 / 256 x 2048, H200, 2026-11-21); few long requests need the wide tile's deeper streams.
   static constexpr bool kLean = kTile == AttnTile::kDecodeLean;
   static constexpr bool kDecode = kTile == AttnTile::kDecode || kLean;
-  static constexpr int kWarpsQ = kDecode ? 1 : (D == 256 ? 8 : 4);
+  static constexpr int kWarpsQ = kDecode ? 1 : 4;
   static constexpr int kWarpsKV = kLean ? 2 : kDecode ? 4 : 1;
   static constexpr int kWarps = kWarpsQ * kWarpsKV;
   static constexpr int kThreads = kWarps * 32;
   // 16-row MMA tiles per warp (attn_tile_rows): two in the D=64/128 prefill tile, where each K/V
-  // fragment read from shared memory then feeds two MMAs; one at D 256 (8 warps), where O takes the registers.
-  static constexpr int kRows = attn_tile_rows(kTile);
+  // fragment read from shared memory then feeds two MMAs; one at D 256, where O takes the registers.
+  static constexpr int kRows = attn_tile_rows(kTile, D);
   static constexpr int kMT = kRows / (kWarpsQ * 16);
   // KV tile (attn_tile_kv) and pipeline depth: decode is memory-bound and keeps kStages - 1 tiles in
   // flight. Prefill takes 64-token tiles at D 128 / 256 (128 at D 64): against 32, 1.07x / 1.03-1.05x
@@ -45,13 +45,18 @@ struct Config {
   // behind the MMAs and spills more.
   static constexpr int kKV = attn_tile_kv(kTile, D);
   static constexpr int kKVW = kKV / kWarpsKV;  // KV rows per warp
-  static constexpr int kStages = kDecode ? (D == 64 ? 4 : 2) : 2;
+  // kSplitKV (prefill at D 256): one K and one V buffer, loaded in separate phases (V_t during S_t,
+  // K_t+1 during P V_t; FA2's schedule) so that two 64-row CTAs fit an SM and one's prologue and
+  // epilogue overlap the other's MMAs. A 128-row CTA over two K/V stages (192 KB) ran alone on its
+  // SM: 0.91-0.97x torch flash, most of the loss fixed per CTA (H200, 2026-11-21, ci/ncu_prefill.sh).
+  static constexpr bool kSplitKV = !kDecode && D == 256;
+  static constexpr int kStages = kDecode ? (D == 64 ? 4 : 2) : kSplitKV ? 1 : 2;
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
   static constexpr int kSmemQ = kRows * D * 2;
   static constexpr int kSmemKVStage = kKV * D * 2;
   static constexpr int kSmemBytes = kSmemQ + 2 * kStages * kSmemKVStage;
   // Decode is latency-bound per CTA: registers are held to 3 CTAs per SM (lean: 6) at D <= 128.
-  static constexpr int kMinBlocks = kDecode && D <= 128 ? (kLean ? 6 : 3) : 1;
+  static constexpr int kMinBlocks = kDecode && D <= 128 ? (kLean ? 6 : 3) : kSplitKV ? 2 : 1;
   // Cross-warp merge (decode tile): per warp O (16 x D floats), m and l, over the K/V stages.
   // Row stride (floats) of the merge buffer: D + 8 puts consecutive rows 8 banks apart. With D, the 8
   // rows a warp stores or loads at once sat on the same banks (8-way conflicts: 0.43 us to store the
@@ -190,7 +195,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     const T* k_head = static_cast<const T*>(p.k) + int64_t(kvh) * p.k_stride_h + lc0 * 8;
     const T* v_head = static_cast<const T*>(p.v) + int64_t(kvh) * p.v_stride_h + lc0 * 8;
     const int64_t kst = p.k_stride_tok, vst = p.v_stride_tok;
-    auto load_kv = [&](int t) {
+    // K and / or V rows of tile t (the split-phase tile loads them apart; the others together).
+    auto load_kv = [&](int t, bool do_k = true, bool do_v = true) {
       const uint32_t stage_off = uint32_t((t % kStages) * kKV * D) * 2u;
       const uint32_t dk = smem_addr(sK) + stage_off + uint32_t(lrow0 * D) * 2u;
       const uint32_t dv = smem_addr(sV) + stage_off + uint32_t(lrow0 * D) * 2u;
@@ -199,8 +205,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       auto copy = [&](int i, const T* sk, const T* sv) {
         const bool ok = pos0 + i < kv_hi;
         const uint32_t soff = uint32_t(i * D + ((lcx ^ (i & 7)) << 3)) * 2u;
-        cp_async_16(dk + soff, ok ? sk : k_head, ok);
-        cp_async_16(dv + soff, ok ? sv : v_head, ok);
+        if (do_k) cp_async_16(dk + soff, ok ? sk : k_head, ok);
+        if (do_v) cp_async_16(dv + soff, ok ? sv : v_head, ok);
       };
       if (page_size > 0 && !two_pages) {  // small pages: an id per row
 #pragma unroll
@@ -236,6 +242,10 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       cp_async_commit();
     }
     if (kPrefetch && kStages - 1 < num_tiles) fetch_ids(kStages - 1);
+    if constexpr (C::kSplitKV) {
+      if (num_tiles > 0) load_kv(0, true, false);
+      cp_async_commit();
+    }
 
     float o[kMT][kNO][4];
 #pragma unroll
@@ -256,11 +266,17 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     const SwizzledFrag<D> fv((lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);
 
     for (int t = 0; t < num_tiles; ++t) {
-      cp_async_wait<kStages - 2>();
-      __syncthreads();
-      if (t + kStages - 1 < num_tiles) {
-        load_kv(t + kStages - 1);
-        if (kPrefetch && t + kStages < num_tiles) fetch_ids(t + kStages);
+      if constexpr (C::kSplitKV) {
+        cp_async_wait<0>();
+        __syncthreads();  // K_t is in; every warp is done with V_t-1
+        load_kv(t, false, true);
+      } else {
+        cp_async_wait<kStages - 2>();
+        __syncthreads();
+        if (t + kStages - 1 < num_tiles) {
+          load_kv(t + kStages - 1);
+          if (kPrefetch && t + kStages < num_tiles) fetch_ids(t + kStages);
+        }
       }
       cp_async_commit();
       // Shared addresses of this warp's Q rows and of its KV rows in this tile's stage.
@@ -295,6 +311,13 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
             mma_16816<T>(s[mt][2 * j + 1], a[mt], b[j][2], b[j][3]);
           }
         }
+      }
+
+      if constexpr (C::kSplitKV) {
+        cp_async_wait<0>();
+        __syncthreads();  // V_t is in; every warp is done with K_t
+        if (t + 1 < num_tiles) load_kv(t + 1, true, false);
+        cp_async_commit();
       }
 
       // ---- logits transform and mask

@@ -523,11 +523,12 @@ def test_chunks_are_whole_kv_tiles():
                              target_ctas=1000, min_chunk_tokens=16)
             assert p.chunk_tokens % tile == 0 or p.chunk_tokens == max(lens + [2048]), (backend, p.chunk_tokens)
     # The FA2-class prefill tile takes 128-token KV tiles at head dim 64 (64 at 128 / 256, and in the
-    # decode tiles): a split prefill cuts its KV in those units.
-    for d, tile in ((64, 128), (128, 64), (256, 64)):
+    # decode tiles): a split prefill cuts its KV in those units. Its query tile is 128 packed rows, 64 at
+    # head dim 256 (two CTAs per SM there).
+    for d, rows, tile in ((64, 128, 128), (128, 128, 64), (256, 64, 64)):
         p, a = make_plan([512], [65536], page_size=0, hq=8, hkv=8, d=d, backend="fa2", target_ctas=132,
                          min_chunk_tokens=16)
-        assert p.tile_rows == 128 and p.kv_rows == tile and p.num_partials > 0, (d, p.kv_rows)
+        assert p.tile_rows == rows and p.kv_rows == tile and p.num_partials > 0, (d, p.tile_rows, p.kv_rows)
         assert p.chunk_tokens % tile == 0, (d, p.chunk_tokens)
         check_coverage(p, a, [512], [65536], 1)
     assert make_plan([1] * 4, [4096] * 4, d=64, backend="fa2")[0].kv_rows == 64

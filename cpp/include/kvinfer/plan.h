@@ -25,7 +25,7 @@ struct PlanOptions {
   int page_size = 16;            // 0: ragged KV (kv_indptr holds token offsets)
   bool causal = false;
   // Query tile (packed rows = query tokens x group size): 16 selects the decode tile (16 rows), 64
-  // the prefill tile (128 rows: attn_tile_rows in cpp/src/launch.h); 0 picks
+  // the prefill tile (128 rows, 64 at head dim 256: attn_tile_rows in cpp/src/launch.h); 0 picks
   // the decode tile when every request has at most 16 packed rows. AttnPlan::tile_rows is the result.
   // Ignored by the FA3 backend (always 128 rows).
   int tile_rows = 0;
