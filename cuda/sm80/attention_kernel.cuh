@@ -65,6 +65,9 @@ struct Config {
   static constexpr int kSmemMerge = kWarpsKV * 16 * (kMergeStride + 2) * 4;
   static_assert(kWarpsKV == 1 || kSmemMerge <= 2 * kStages * kSmemKVStage, "merge buffer fits in the K/V stages");
   static_assert(kKVW % 16 == 0 && D % 16 == 0 && D >= 64, "tile shape");
+  // The sm80 build runs on A100s: at most 163 KB of shared memory per block there (the D 256 decode
+  // tile's 136 KB exceeds the 99 KB of sm86 / sm89 parts; the launch then reports the CUDA error).
+  static_assert(kSmemBytes <= 163 * 1024, "shared memory of an sm80 block");
   static_assert(kThreads % kChunks == 0, "loader shape: each thread copies one chunk of its rows");
 };
 
