@@ -149,20 +149,20 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     return eff * (std::min(chunk, max_len) + unit / 2);
   };
   // The split length for a grid of `slots` resident CTAs.
-  auto choose_chunk = [&](int64_t slots) -> int64_t {
+  auto choose_chunk = [&](int64_t slots, bool lean = false) -> int64_t {
     if (fixed) return opt.fixed_chunk_tokens;
     if (!opt.allow_split) return max_len;
     const int64_t share = ceil_div(total * opt.num_kv_heads, std::max<int64_t>(1, slots));
     const int64_t first = std::max<int64_t>(1, std::min(max_len, std::max(unit, round_up(share))));
     if (slots <= 0) return first;
     // Among the share-based chunk and the lengths max_len / s, the cheapest; ties keep the longer.
-    int64_t best = first, best_cost = cost(best, slots), prev = -1;
+    int64_t best = first, best_cost = cost(best, slots, lean), prev = -1;
     for (int64_t sp = 1; sp <= 8; ++sp) {
       const int64_t c = std::min(max_len, round_up(ceil_div(max_len, sp)));
       if (c < unit && c < max_len) break;
       if (c == prev || c == best) continue;
       prev = c;
-      const int64_t cc = cost(c, slots);
+      const int64_t cc = cost(c, slots, lean);
       // A shorter chunk must win by a margin: the model is coarse (no causal shapes, no partial-row
       // traffic). Decode tiles write one partial row per head (1%; their model includes the tail);
       // prefill tiles a tile of rows (10%).
@@ -178,10 +178,15 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   // 1.04x. Not in graph mode (the captured kernel serves every later plan) nor with a fixed split
   // size (batch invariance needs one kernel for every batch).
   if (opt.decode_tile_choice < 0 || opt.decode_tile_choice > 2) bad("decode_tile: expected auto, wide or lean");
+  // Forced ("lean"), it splits as its own grid needs (chunks of whole 64-token tiles, which its 32-token
+  // tiles divide; the launcher also runs wide-tile plans on it where the wide tile does not fit).
   const bool forced = opt.decode_tile_choice == 2;
-  if (decode_tile && !fa3 && !graph &&
-      (forced || (opt.decode_tile_choice == 0 && opt.lean_target_ctas > 0 && opt.target_ctas > 0 && !fixed &&
-                  cost(max_len, opt.lean_target_ctas, true) * 104 < cost(p.chunk_tokens, opt.target_ctas) * 97))) {
+  if (decode_tile && !fa3 && !graph && forced) {
+    p.lean_decode = true;
+    p.chunk_tokens = opt.lean_target_ctas > 0 ? choose_chunk(opt.lean_target_ctas, true) : max_len;
+  } else if (decode_tile && !fa3 && !graph && opt.decode_tile_choice == 0 && opt.lean_target_ctas > 0 &&
+             opt.target_ctas > 0 && !fixed &&
+             cost(max_len, opt.lean_target_ctas, true) * 104 < cost(p.chunk_tokens, opt.target_ctas) * 97) {
     p.lean_decode = true;
     p.chunk_tokens = max_len;
   }

@@ -22,10 +22,33 @@ bool pdl_capable(Kernel kernel) {
   return state[dev] == 2;
 }
 
+// Largest dynamic shared memory a block may opt in to on the current device (cached per device).
+inline int max_smem_optin() {
+  static int bytes[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
+  if (bytes[dev] == 0 && cudaDeviceGetAttribute(&bytes[dev], cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+    return 0;
+  return bytes[dev];
+}
+
+// Whether a wide decode tile must give way to the lean one: its shared memory exceeds the device's
+// (head dim 256: 136 KB against sm86 / sm89's 99 KB). The lean tile runs the same plans: its 32-token
+// KV tiles divide the wide tile's 64-token split chunks, and both merge split groups the same way.
+// (Only tiles over 99 KB ask, so only they instantiate the lean kernel a second time.)
+template <int kHeadDim, AttnTile kTile>
+constexpr bool kMayNeedLean = kTile == AttnTile::kDecode && attn::Config<kHeadDim, kTile>::kSmemBytes > 99 * 1024;
+template <int kHeadDim, AttnTile kTile>
+bool decode_needs_lean() {
+  return attn::Config<kHeadDim, kTile>::kSmemBytes > max_smem_optin();
+}
+
 template <int kHeadDim, DType kDT, AttnTile kTile>
 cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream) {
   using T = cuda::cuda_t<kDT>;
   using C = attn::Config<kHeadDim, kTile>;
+  if constexpr (kMayNeedLean<kHeadDim, kTile>)
+    if (decode_needs_lean<kHeadDim, kTile>()) return launch_attention<kHeadDim, kDT, AttnTile::kDecodeLean>(p, stream);
   // The prefill tile has a build without paging and custom masks (attention_kernel's kGeneral); decode
   // tiles (paged in practice) only the general one.
   auto kernel = attn::attention_kernel<kHeadDim, T, kTile, true>;
@@ -55,6 +78,8 @@ template <int kHeadDim, DType kDT, AttnTile kTile>
 int attention_ctas_per_sm() {
   using T = cuda::cuda_t<kDT>;
   using C = attn::Config<kHeadDim, kTile>;
+  if constexpr (kMayNeedLean<kHeadDim, kTile>)
+    if (decode_needs_lean<kHeadDim, kTile>()) return attention_ctas_per_sm<kHeadDim, kDT, AttnTile::kDecodeLean>();
   auto kernel = attn::attention_kernel<kHeadDim, T, kTile, true>;  // the plain build needs no more registers
   int n = 0;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) != cudaSuccess ||

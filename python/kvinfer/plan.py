@@ -28,7 +28,7 @@ def plan_batch(qo_indptr, kv_indptr, kv_last_page_len, num_qo_heads, num_kv_head
     way in any batch, so its output does not depend on the batch (batch-invariant results).
     lean_target_ctas > 0 lets the planner take the lean decode tile (plan.lean_decode) where a grid of
     that many CTAs needs no split; the wrappers pass the device's value. decode_tile "wide" / "lean"
-    overrides that choice (tests, experiments; "lean" plans are unsplit).
+    overrides that choice (tests, experiments; "lean" plans split as a grid of lean_target_ctas needs).
     """
     if target_ctas is None:
         target_ctas = _target_ctas()

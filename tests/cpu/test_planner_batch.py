@@ -566,10 +566,14 @@ def test_lean_decode_tile_where_no_split_is_needed():
     assert not make_plan([1] * 64, [2048] * 64, 16, fixed_split_size=4096, **kw)[0].lean_decode
     assert not make_plan([1] * 64, [2048] * 64, 16, **dict(kw, lean_target_ctas=0))[0].lean_decode
     assert not make_plan([40] * 64, [2048] * 64, 16, **dict(kw, tile_rows=64))[0].lean_decode
-    # The override: "wide" never, "lean" always (unsplit).
+    # The override: "wide" never, "lean" always, split as the lean grid needs (16 x 8192 over 528 CTAs:
+    # chunks of whole 64-token tiles); unsplit where the batch fills that grid.
     assert not make_plan([1] * 64, [2048] * 64, 16, decode_tile="wide", **kw)[0].lean_decode
     p, a = make_plan([1] * 16, [8192] * 16, 16, decode_tile="lean", **kw)
-    assert p.lean_decode and p.num_partials == 0 and p.chunk_tokens == 8192
+    assert p.lean_decode and p.num_partials > 0 and p.chunk_tokens < 8192 and p.chunk_tokens % 64 == 0
     check_coverage(p, a, [1] * 16, [8192] * 16, 4)
+    check_merge(p, a, [1] * 16, 4)
+    p, a = make_plan([1] * 256, [2048] * 256, 16, decode_tile="lean", **kw)
+    assert p.lean_decode and p.num_partials == 0 and p.chunk_tokens == 2048
     with raises(ValueError, "decode_tile"):
         make_plan([1] * 4, [100] * 4, 16, decode_tile="narrow", **kw)

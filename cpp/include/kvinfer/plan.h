@@ -41,8 +41,8 @@ struct PlanOptions {
   // FA2 decode tile: target_ctas of the lean decode tile (2 KV warps, twice the CTAs per SM); > 0
   // lets the planner pick it where its grid needs no split (AttnPlan::lean_decode). 0: wide tile only.
   int lean_target_ctas = 0;
-  // FA2 decode tile choice: 0 the planner's, 1 always the wide tile, 2 always the lean tile, unsplit
-  // (tests and experiments; not in graph mode).
+  // FA2 decode tile choice: 0 the planner's, 1 always the wide tile, 2 always the lean tile, split as
+  // its grid of lean_target_ctas needs (tests and experiments; not in graph mode).
   int decode_tile_choice = 0;
   int out_elem_bytes = 2;        // element size of the output dtype (partial outputs use it)
   // Fixed layout for CUDA graphs: capacities > 0 fix every offset in the workspaces and the grid,
