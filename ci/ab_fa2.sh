@@ -2,14 +2,15 @@
 # A/B of the FA2-class kernel against main's HEAD: builds the package twice (sm_90 FA2 instances, bf16,
 # head dims AB_DIMS) into separate sites and build dirs, A with HEAD's copy of AB_FILES, B with the
 # working tree's, then runs ci/fa2_prefill_exp.py (kvinfer fa2 vs torch flash, same process) with
-# each, alternating AB_ROUNDS times (AB_CMD: another command instead, e.g. a benchmark).
+# each, alternating AB_ROUNDS times (AB_CMD: another command instead, e.g. a benchmark; AB_ARCHS: 90a
+# to build the Hopper kernels too).
 # Usage: ci/ab_fa2.sh OUT_DIR SHAPE...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 R=$PWD
 OUT_DIR=$(mkdir -p "$1" && cd "$1" && pwd); shift
 FILES=${AB_FILES:-cuda/sm80/attention_kernel.cuh}
-export KVINFER_CUDA_ARCHS=90 KVINFER_HEAD_DIMS=${AB_DIMS:-64;256} KVINFER_DTYPES=bf16
+export KVINFER_CUDA_ARCHS=${AB_ARCHS:-90} KVINFER_HEAD_DIMS=${AB_DIMS:-64;256} KVINFER_DTYPES=bf16
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 rm -rf /tmp/ab_build_* /tmp/ab_site_*  # a warm machine keeps them: CMake caches the head dims
 mkdir -p /tmp/ab_new; for f in $FILES; do cp $f /tmp/ab_new/$(basename $f); done
