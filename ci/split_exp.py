@@ -3,6 +3,7 @@ planner's split length and at fixed_split_size values, against cuDNN SDPA on the
 process. Calibrates the planner's cost model (cpp/src/planner.cpp).
 
     PYTHONPATH=<site> python3 ci/split_exp.py [BxL ...]   (run from outside the repo: the installed kvinfer)
+SPLIT_EXP_TILE=wide|lean forces the decode tile (forced lean plans split too).
 """
 import os
 import sys
@@ -47,6 +48,7 @@ def main():
         print(f"batch {batch} x {kv_len}: cuDNN {cudnn:.1f} us")
         for size in sizes:
             w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
+            w._decode_tile = os.environ.get("SPLIT_EXP_TILE", "auto")  # "wide" / "lean": force the decode tile
             kw = dict(disable_split_kv=True) if size == "off" else dict(fixed_split_size=size)
             w.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16, **kw)
             us = _common.time_us(lambda: w.run(q, cache), REPS)
