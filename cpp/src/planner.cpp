@@ -52,7 +52,7 @@ int64_t plan_fa3_tail(AttnPlan& p, int64_t group, const PlanOptions& opt, std::v
   for (int64_t i = N - 1; i >= 0 && firsts.size() < 4; --i)
     if (p.work[i].qo_tile == 0) firsts.push_back(i);
   const int64_t kv_len = p.work[0].kv_len;
-  constexpr int64_t kMergeCost = 4;  // the merge kernel and the partial rows, in KV tile steps
+  constexpr int64_t kMergeCost = 4;  // the merge kernel (tail rows) and the partial rows, in KV tile steps
   const int64_t base = ceil_div(jobs, G) * c;
   int64_t best = base * 99 / 100, best_k = 0, best_chunk = 0;
   std::vector<int64_t> load(G);
@@ -88,14 +88,17 @@ int64_t plan_fa3_tail(AttnPlan& p, int64_t group, const PlanOptions& opt, std::v
   const int32_t pieces = int32_t(ceil_div(kv_len, best_chunk));
   std::vector<int64_t> first_partial(p.batch, -1);
   int64_t partials = 0;
+  p.tail_row_begin = p.qo_indptr[tail_req.front()];
   for (int64_t b : tail_req) {
+    p.tail_row_end = p.qo_indptr[b] + std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group);
     first_partial[b] = partials;
     partials += std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group) * pieces;
   }
   // The float workspace must hold them (a plan that fits without the tail split keeps fitting).
-  if (opt.float_workspace_bytes > 0) {
-    const int64_t row = int64_t(opt.num_qo_heads) * (int64_t(opt.head_dim) * opt.out_elem_bytes + 4);
-    if (aligned(partials * row) + kAlign > opt.float_workspace_bytes) return 0;
+  if (opt.float_workspace_bytes > 0) {  // the layout rule of the float workspace (below in plan_attention)
+    const int64_t row_bytes = int64_t(opt.num_qo_heads) * opt.head_dim * opt.out_elem_bytes;
+    const int64_t lse_bytes = int64_t(opt.num_qo_heads) * 4;
+    if (aligned(partials * row_bytes) + aligned(partials * lse_bytes) > opt.float_workspace_bytes) return 0;
   }
   std::vector<PlanWorkItem> work, tail;
   std::vector<bool> is_tail(N, false);
@@ -321,9 +324,11 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   }
   p.merge_groups = next_group;
   // FA3, non-causal: a ragged last round of equal jobs (the FlashAttention grid at D 128: 4096 jobs on
-  // 132 CTAs, four CTAs run a 32nd job while the rest idle; 1.7% of the run, H200, 2026-11-21) is
-  // filled by splitting the KV of the last few items, query tile 0 of the last requests, into a tail
-  // section of shorter jobs (all heads of a tail item side by side), merged by the merge kernel.
+  // 132 CTAs, four CTAs run a 32nd job while the rest idle; 1.7% of the run) is filled by splitting the
+  // KV of the last few items, query tile 0 of the last requests, into a tail section of shorter jobs
+  // (all heads of a tail item side by side), merged by the merge kernel over those rows only: D 128
+  // non-causal 4096 / 8192 / 16384 590 / 590-598 / 598-609 -> 598-605 / 603-609 / 609-614 TFLOP/s (H200,
+  // 2026-11-21, ci/ab_fa2.sh AB_ARCHS=90a; merging over all rows ate the gain).
   std::vector<int32_t> tail_splits(batch, 0);  // splits of request b's query tile 0 (tail item), or 0
   if (fa3 && !graph && !opt.causal && !fixed && opt.allow_split && p.num_partials == 0 && opt.target_ctas > 0 &&
       detail::kSm90TileRows % group == 0)

@@ -71,6 +71,7 @@ struct AttnPlan {
   int grid_x = 0;                       // CTAs along the work axis
   int head_section = 0;                 // FA3: kv heads per job section (job order; header word 2)
   int64_t tail_items = 0;               // FA3: the last work items form a tail section (header word 5)
+  int64_t tail_row_begin = 0, tail_row_end = 0;  // FA3 tail: the query rows whose partials are merged
   std::vector<PlanWorkItem> work;       // longest KV ranges first
   std::vector<int32_t> qo_indptr;       // [batch + 1]
   std::vector<int32_t> kv_begin;        // [batch]: first page (paged) or token (ragged)
