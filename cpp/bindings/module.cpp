@@ -173,6 +173,7 @@ NB_MODULE(_C, m) {
       .def_ro("chunk_tokens", &kvinfer::AttnPlan::chunk_tokens)
       .def_ro("grid_x", &kvinfer::AttnPlan::grid_x)
       .def_ro("head_section", &kvinfer::AttnPlan::head_section)
+      .def_ro("tail_items", &kvinfer::AttnPlan::tail_items)
       .def_prop_ro("backend", [](const kvinfer::AttnPlan& p) {
         return p.options.backend == kvinfer::AttnBackend::kFA3 ? "fa3" : "fa2";
       })

@@ -167,9 +167,11 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // state_indptr[t+1] (ragged; rows with none are left alone: they were written directly).
 void merge_partials(const TensorView& q, const TensorView& o, const TensorView* lse, const void* part_o,
                     const float* part_lse, int64_t splits, const int32_t* state_indptr, int64_t num_partials,
-                    int64_t states_hint, cudaStream_t stream) {
+                    int64_t states_hint, cudaStream_t stream, int64_t row_begin = 0, int64_t row_end = -1) {
+  // Rows [row_begin, row_end) only (state_indptr: the FA3 tail's rows; the others have no partials).
+  if (row_end < 0) row_end = o.size(0);
   detail::MergeParams m;
-  m.seq = o.size(0), m.heads = q.size(1), m.head_dim = q.size(2), m.pair = false;
+  m.seq = row_end - row_begin, m.heads = q.size(1), m.head_dim = q.size(2), m.pair = false;
   m.vec = 16 / dtype_bytes(q.dtype);
   m.v_in[0] = part_o;
   m.s_in[0] = part_lse;
@@ -177,11 +179,12 @@ void merge_partials(const TensorView& q, const TensorView& o, const TensorView* 
   m.v_in_stride[0][0] = per_row * hd, m.v_in_stride[0][1] = hd, m.v_in_stride[0][2] = q.size(2), m.v_in_stride[0][3] = 1;
   m.s_in_stride[0][0] = per_row * q.size(1), m.s_in_stride[0][1] = q.size(1), m.s_in_stride[0][2] = 1;
   m.num_states = splits;
-  m.state_indptr = state_indptr, m.num_partials = num_partials, m.skip_empty = state_indptr != nullptr;
+  m.state_indptr = state_indptr ? state_indptr + row_begin : nullptr, m.num_partials = num_partials;
+  m.skip_empty = state_indptr != nullptr;
   m.states_hint = states_hint;
-  m.v_out = o.data;
+  m.v_out = static_cast<char*>(o.data) + row_begin * o.strides[0] * dtype_bytes(q.dtype);
   m.v_out_stride[0] = o.strides[0], m.v_out_stride[1] = o.strides[1], m.v_out_stride[2] = 1;
-  if (lse) m.s_out = static_cast<float*>(lse->data), m.s_out_stride[0] = lse->strides[0], m.s_out_stride[1] = lse->strides[1];
+  if (lse) m.s_out = static_cast<float*>(lse->data) + row_begin * lse->strides[0], m.s_out_stride[0] = lse->strides[0], m.s_out_stride[1] = lse->strides[1];
   detail::DeviceGuard guard(q.device_id);
   detail::dispatch_merge(q.dtype, m, stream);
 }
@@ -405,7 +408,12 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
                                                      : detail::AttnTile::kDecode;
   launch(p, q.dtype, po.backend, tile, q.device_id, stream);
   // Merge the split rows (graph mode: always launched, so the captured graph covers any plan).
-  if (!merge_in_kernel && (plan.num_partials > 0 || graph))
+  if (plan.tail_items > 0)  // FA3 tail split: only its rows have partials
+    merge_partials(q, o, lse, p.partial_o, p.partial_lse, 0,
+                   reinterpret_cast<const int32_t*>(ws + plan.off_merge_indptr), plan.partial_capacity,
+                   std::max<int64_t>(1, plan.num_partials / std::max<int64_t>(1, plan.tail_row_end - plan.tail_row_begin)),
+                   stream, plan.tail_row_begin, plan.tail_row_end);
+  else if (!merge_in_kernel && (plan.num_partials > 0 || graph))
     merge_partials(q, o, lse, p.partial_o, p.partial_lse, 0,
                    reinterpret_cast<const int32_t*>(ws + plan.off_merge_indptr), plan.partial_capacity,
                    o.size(0) > 0 ? std::max<int64_t>(1, plan.num_partials / o.size(0)) : 1, stream);

@@ -32,6 +32,95 @@ void check_indptr(const int32_t* p, int64_t batch, const char* name) {
           std::to_string(p[b + 1]) + " < " + name + "[" + std::to_string(b) + "] = " + std::to_string(p[b]));
 }
 
+// The FA3 tail split (see its caller): among K tail items (query tile 0 of the last K requests in the
+// work order) and s KV pieces each, the plan with the shortest simulated longest CTA, if it beats the
+// plan as it is by 1% after a merge cost. Only for items of equal cost (the FlashAttention grid,
+// batches of equal lengths); the model is sm90_head_section's: a job costs its KV tiles + 2, each
+// job goes to the least-loaded CTA. Rewrites p.work and the partial rows; returns the tail items.
+int64_t plan_fa3_tail(AttnPlan& p, int64_t group, const PlanOptions& opt, std::vector<int32_t>& tail_splits) {
+  const int64_t H = opt.num_kv_heads, N = p.num_work(), jobs = N * H;
+  const int64_t G = std::min<int64_t>(jobs, opt.target_ctas);
+  if (N == 0 || jobs < 2 * G || jobs % G == 0) return 0;
+  auto item_cost = [&](const PlanWorkItem& it, int64_t kv_begin, int64_t kv_end) {
+    return int64_t(detail::sm90_item_tiles(it.qo_len, it.kv_len, it.qo_tile, kv_begin, kv_end, group, false, p.kv_rows)) + 2;
+  };
+  const int64_t c = item_cost(p.work[0], 0, p.work[0].kv_len);
+  for (const PlanWorkItem& it : p.work)
+    if (it.kv_begin != 0 || it.kv_end < it.kv_len || item_cost(it, 0, it.kv_len) != c) return 0;
+  // Tail candidates: the first item (query tile 0) of each request, last requests first.
+  std::vector<int64_t> firsts;
+  for (int64_t i = N - 1; i >= 0 && firsts.size() < 4; --i)
+    if (p.work[i].qo_tile == 0) firsts.push_back(i);
+  const int64_t kv_len = p.work[0].kv_len;
+  constexpr int64_t kMergeCost = 4;  // the merge kernel (tail rows) and the partial rows, in KV tile steps
+  const int64_t base = ceil_div(jobs, G) * c;
+  int64_t best = base * 99 / 100, best_k = 0, best_chunk = 0;
+  std::vector<int64_t> load(G);
+  for (int64_t k = 1; k <= int64_t(firsts.size()); ++k)
+    for (int64_t s : {2, 3, 4, 6, 8}) {
+      const int64_t chunk = ceil_div(ceil_div(kv_len, s), p.kv_rows) * p.kv_rows;
+      if (chunk >= kv_len) continue;
+      // Main jobs (equal) in rounds, then the pieces, each to the least-loaded CTA.
+      const int64_t main = (N - k) * H;
+      for (int64_t g = 0; g < G; ++g) load[g] = (main / G + (g < main % G ? 1 : 0)) * c;
+      std::vector<std::pair<int64_t, int64_t>> heap;
+      for (int64_t g = 0; g < G; ++g) heap.push_back({load[g], g});
+      const auto later = [](const std::pair<int64_t, int64_t>& a, const std::pair<int64_t, int64_t>& b) { return a > b; };
+      std::make_heap(heap.begin(), heap.end(), later);
+      int64_t span = 0;
+      for (int64_t t = 0; t < k; ++t)
+        for (int64_t b0 = 0; b0 < kv_len; b0 += chunk) {
+          const int64_t pc = item_cost(p.work[firsts[t]], b0, std::min(kv_len, b0 + chunk));
+          for (int64_t h = 0; h < H; ++h) {
+            std::pop_heap(heap.begin(), heap.end(), later);
+            heap.back().first += pc;
+            std::push_heap(heap.begin(), heap.end(), later);
+          }
+        }
+      for (const auto& e : heap) span = std::max(span, e.first);
+      if (span + kMergeCost < best) best = span + kMergeCost, best_k = k, best_chunk = chunk;
+    }
+  if (best_k == 0) return 0;
+  // Partial rows of the tail tiles, in request order (the merge walks rows in token order).
+  std::vector<int64_t> tail_req;
+  for (int64_t t = 0; t < best_k; ++t) tail_req.push_back(p.work[firsts[t]].request);
+  std::sort(tail_req.begin(), tail_req.end());
+  const int32_t pieces = int32_t(ceil_div(kv_len, best_chunk));
+  std::vector<int64_t> first_partial(p.batch, -1);
+  int64_t partials = 0;
+  p.tail_row_begin = p.qo_indptr[tail_req.front()];
+  for (int64_t b : tail_req) {
+    p.tail_row_end = p.qo_indptr[b] + std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group);
+    first_partial[b] = partials;
+    partials += std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group) * pieces;
+  }
+  // The float workspace must hold them (a plan that fits without the tail split keeps fitting).
+  if (opt.float_workspace_bytes > 0) {  // the layout rule of the float workspace (below in plan_attention)
+    const int64_t row_bytes = int64_t(opt.num_qo_heads) * opt.head_dim * opt.out_elem_bytes;
+    const int64_t lse_bytes = int64_t(opt.num_qo_heads) * 4;
+    if (aligned(partials * row_bytes) + aligned(partials * lse_bytes) > opt.float_workspace_bytes) return 0;
+  }
+  std::vector<PlanWorkItem> work, tail;
+  std::vector<bool> is_tail(N, false);
+  for (int64_t t = 0; t < best_k; ++t) is_tail[firsts[t]] = true;
+  for (int64_t i = 0; i < N; ++i)
+    if (!is_tail[i]) work.push_back(p.work[i]);
+  for (int64_t t = best_k - 1; t >= 0; --t) {  // the tail in work order
+    const PlanWorkItem& it = p.work[firsts[t]];
+    for (int32_t c2 = 0; c2 < pieces; ++c2) {
+      PlanWorkItem w = it;
+      w.kv_begin = int32_t(c2 * best_chunk), w.kv_end = int32_t(std::min<int64_t>(kv_len, (c2 + 1) * best_chunk));
+      w.partial = int32_t(first_partial[it.request] + c2), w.splits = pieces, w.chunk = c2, w.merge = -1;
+      tail.push_back(w);
+    }
+    tail_splits[it.request] = pieces;
+  }
+  work.insert(work.end(), tail.begin(), tail.end());
+  p.work = std::move(work);
+  p.num_partials = partials;
+  return int64_t(tail.size());
+}
+
 }  // namespace
 
 AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, const int32_t* kv_last_page_len,
@@ -234,6 +323,16 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     }
   }
   p.merge_groups = next_group;
+  // FA3, non-causal: a ragged last round of equal jobs (the FlashAttention grid at D 128: 4096 jobs on
+  // 132 CTAs, four CTAs run a 32nd job while the rest idle; 1.7% of the run) is filled by splitting the
+  // KV of the last few items, query tile 0 of the last requests, into a tail section of shorter jobs
+  // (all heads of a tail item side by side), merged by the merge kernel over those rows only: D 128
+  // non-causal 4096 / 8192 / 16384 590 / 590-598 / 598-609 -> 598-605 / 603-609 / 609-614 TFLOP/s (H200,
+  // 2026-11-21, ci/ab_fa2.sh AB_ARCHS=90a; merging over all rows ate the gain).
+  std::vector<int32_t> tail_splits(batch, 0);  // splits of request b's query tile 0 (tail item), or 0
+  if (fa3 && !graph && !opt.causal && !fixed && opt.allow_split && p.num_partials == 0 && opt.target_ctas > 0 &&
+      detail::kSm90TileRows % group == 0)
+    p.tail_items = plan_fa3_tail(p, group, opt, tail_splits);
   if (graph && (batch > opt.capacity_batch || p.total_qo > opt.capacity_rows))
     bad("plan: batch of " + std::to_string(batch) + " requests / " + std::to_string(p.total_qo) +
         " query tokens exceeds the CUDA-graph capacity given at construction (" + std::to_string(opt.capacity_batch) +
@@ -243,9 +342,11 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   // Row t merges partial rows [merge_indptr[t], merge_indptr[t+1]): its request's splits, or none
   // (unsplit rows were written directly; the merge leaves them alone). Padding rows are empty.
   p.merge_indptr.assign(p.merge_rows + 1, 0);
-  for (int64_t b = 0; b < batch; ++b)
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t tail_rows = tail_splits[b] ? std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group) : 0;
     for (int64_t t = p.qo_indptr[b]; t < p.qo_indptr[b + 1]; ++t)
-      p.merge_indptr[t + 1] = p.merge_indptr[t] + int32_t(splits[b] > 1 ? splits[b] : 0);
+      p.merge_indptr[t + 1] = p.merge_indptr[t] + int32_t(splits[b] > 1 ? splits[b] : t - p.qo_indptr[b] < tail_rows ? tail_splits[b] : 0);
+  }
   for (int64_t t = p.total_qo + 1; t <= p.merge_rows; ++t) p.merge_indptr[t] = p.merge_indptr[p.total_qo];
 
   // Int workspace: header (work count, batch, head section, 2 FA3 claim counters) | qo_indptr | kv_begin | kv_len | mask_offset |
@@ -298,8 +399,8 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
           std::to_string(opt.float_workspace_bytes) + " (pass a bigger buffer)");
   }
   if (fa3) {
-    std::vector<int32_t> item_tiles(p.work.size());
-    for (size_t i = 0; i < p.work.size(); ++i) {
+    std::vector<int32_t> item_tiles(p.work.size() - size_t(p.tail_items));  // the sections hold the main items
+    for (size_t i = 0; i < item_tiles.size(); ++i) {
       const PlanWorkItem& it = p.work[i];
       item_tiles[i] = detail::sm90_item_tiles(p.qo_indptr[it.request + 1] - p.qo_indptr[it.request], p.kv_len[it.request],
                                               it.qo_tile, it.kv_begin, it.kv_end, group, opt.causal, p.kv_rows);
@@ -313,7 +414,8 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   auto put = [&](int64_t off, const void* src, size_t n) {
     if (n) std::memcpy(p.image.data() + (off >= p.off_work ? off - gap : off), src, n);
   };
-  const int32_t header[3] = {int32_t(p.num_work()), int32_t(batch), int32_t(p.head_section)};
+  // Header words: items, batch, head section, two claim counters (zero), tail items (FA3).
+  const int32_t header[6] = {int32_t(p.num_work()), int32_t(batch), int32_t(p.head_section), 0, 0, int32_t(p.tail_items)};
   put(0, header, sizeof(header));
   put(p.off_qo_indptr, p.qo_indptr.data(), p.qo_indptr.size() * 4);
   put(p.off_kv_begin, p.kv_begin.data(), p.kv_begin.size() * 4);

@@ -145,6 +145,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     const int num_jobs = num_items * p.num_kv_heads;
     // Plans keep the head section in the workspace header (a CUDA graph replays the current plan's).
     const int head_section = p.work ? p.num_work[2] : p.head_section;
+    const int tail_items = p.work ? p.num_work[5] : 0;
 #ifdef KVINFER_EXP_TRACE
     int trace_n = 0;
 #endif
@@ -169,7 +170,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       bool have = false;
       for (; w < num_jobs; w = next_job(w)) {  // (the planner never emits a tile without rows)
         int item;
-        job_of(p, head_section, w, num_items, item, kvh);
+        job_of(p, head_section, tail_items, w, num_items, item, kvh);
         load_job(p, item, job);
         r = job_range<kN>(p, job);
         if (r.row0 < r.packed_rows) { have = true; break; }

@@ -90,11 +90,15 @@ def check_coverage(p, a, qo_lens, kv_lens, group):
             assert rs[0][0] == 0 and rs[-1][1] == n, f"request {b} tile {t}: {rs}"
             assert all(x[0] < x[1] for x in rs), f"request {b} tile {t}: empty chunk in {rs}"
             assert all(x[1] == y[0] for x, y in zip(rs, rs[1:])), f"request {b} tile {t}: {rs}"
-            # Every chunk but the last is chunk_tokens long.
-            assert all(e - s == p.chunk_tokens for s, e in rs[:-1])
-    # splits / partial consistency: splits = chunks of the request; partial -1 iff unsplit.
-    for b in set(req.tolist()):
-        m = req == b
+            # Every chunk but the last is chunk_tokens long (FA3 tail items: query tile 0 in shorter
+            # pieces, all alike but the last).
+            tail = p.tail_items > 0 and t == 0
+            L = rs[0][1] - rs[0][0]
+            assert all(e - s == (L if tail else p.chunk_tokens) for s, e in rs[:-1]), f"request {b} tile {t}: {rs}"
+    # splits / partial consistency: splits = chunks of the request (of the tile with FA3 tail items);
+    # partial -1 iff unsplit.
+    for key in set(zip(req.tolist(), tile.tolist())) if p.tail_items else set(req.tolist()):
+        m = (req == key[0]) & (tile == key[1]) if p.tail_items else req == key
         chunks = len(set(kb[m].tolist()))
         assert (spl[m] == chunks).all()
         assert ((part[m] < 0) == (chunks == 1)).all()
@@ -108,7 +112,12 @@ def check_item_metadata(p, a):
     np.testing.assert_array_equal(a["work_qo_begin"], qo[req])
     np.testing.assert_array_equal(a["work_qo_len"], qo[req + 1] - qo[req])
     np.testing.assert_array_equal(a["work_kv_len"], a["kv_len"][req])
-    np.testing.assert_array_equal(a["work_kv_begin"], chunk.astype(np.int64) * p.chunk_tokens)
+    main = len(req) - p.tail_items  # FA3 tail items: KV pieces of their own length (the first piece's)
+    np.testing.assert_array_equal(a["work_kv_begin"][:main], chunk[:main].astype(np.int64) * p.chunk_tokens)
+    if p.tail_items:
+        piece = (a["work_kv_end"] - a["work_kv_begin"])[main:][chunk[main:] == 0]
+        assert len(set(piece.tolist())) == 1
+        np.testing.assert_array_equal(a["work_kv_begin"][main:], chunk[main:].astype(np.int64) * piece[0])
     assert ((0 <= chunk) & (chunk < spl)).all()
     # partial = the request's first partial row + chunk: one base per request.
     split = part >= 0
@@ -182,7 +191,7 @@ def check_merge(p, a, qo_lens, group):
     assert sorted(pair_rows.values()) == list(range(p.num_partials))  # one row per (chunk, token)
     for b, q in enumerate(qo_lens):
         split = [(b, qi) in by_token for qi in range(q)]
-        assert all(split) or not any(split)
+        assert all(split) or not any(split) or p.tail_items  # tail items: tile 0's tokens only
         for qi in range(q):
             g = qo_indptr[b] + qi
             want = set(range(mi[g], mi[g + 1]))
@@ -577,3 +586,30 @@ def test_lean_decode_tile_where_no_split_is_needed():
     assert p.lean_decode and p.num_partials == 0 and p.chunk_tokens == 2048
     with raises(ValueError, "decode_tile"):
         make_plan([1] * 4, [100] * 4, 16, decode_tile="narrow", **kw)
+
+
+def test_fa3_tail_split():
+    """FA3, non-causal, equal jobs whose last round is ragged (the FlashAttention grid at D 128: 4 x 4096
+    tokens, 32 heads = 4096 jobs on 132 CTAs): query tile 0 of the last request(s) is split into KV
+    pieces at the end of the work list (the tail section), its rows merged from partial rows. Every row
+    and KV position is still covered once and the merge indices hold. No tail where the rounds are full,
+    for causal plans (their short jobs already end the list), in graph mode, or when the float workspace
+    cannot hold the partial rows."""
+    kw = dict(page_size=0, hq=32, hkv=32, d=128, backend="fa3", target_ctas=132)
+    p, a = make_plan([4096] * 4, [4096] * 4, **kw)
+    assert p.tail_items > 0 and p.num_partials > 0
+    n = p.tail_items
+    assert (a["work_qo_tile"][-n:] == 0).all() and (a["work_splits"][-n:] > 1).all()
+    assert (a["work_partial"][-n:] >= 0).all() and (a["work_partial"][:-n] < 0).all()
+    check_coverage(p, a, [4096] * 4, [4096] * 4, 1)
+    check_merge(p, a, [4096] * 4, 1)
+    assert p.num_partials == 128 * int(a["work_splits"][-1]) * len(set(a["work_request"][-n:].tolist()))
+    # Full rounds (4096 jobs on 128 CTAs), causal, graph capacity, a float workspace too small.
+    assert make_plan([4096] * 4, [4096] * 4, **dict(kw, target_ctas=128))[0].tail_items == 0
+    assert make_plan([4096] * 4, [4096] * 4, causal=True, **kw)[0].tail_items == 0
+    assert make_plan([4096] * 4, [4096] * 4, float_workspace_bytes=1 << 20, **kw)[0].tail_items == 0
+    # GQA groups that divide the 128-row tile split too (the tile's rows are whole tokens).
+    p, a = make_plan([2048] * 8, [2048] * 8, **dict(kw, hq=32, hkv=8))
+    if p.tail_items:
+        check_coverage(p, a, [2048] * 8, [2048] * 8, 4)
+        check_merge(p, a, [2048] * 8, 4)

@@ -119,6 +119,39 @@ def test_wide_kv_tile_head_dim_64(storage, ps, causal, dtype):
     check(out, lse, ref_o, ref_lse, dtype, f"{storage} kv_rows=192")
 
 
+@pytest.mark.parametrize("storage,ps", [("ragged", 0), ("paged", 16)])
+def test_fa3_tail_split(storage, ps):
+    """A batch whose equal jobs leave a ragged last round (2 x SMs + 1 query tiles x 2 kv heads = 4 x SMs
+    + 2 jobs): the planner splits the KV of the last request's query tile into a tail of short jobs
+    (plan_info.tail_items), written as partial rows and merged; every row matches the reference."""
+    d, dtype, group, hkv = 128, "bf16", 4, 2
+    fa3_or_skip(d, dtype)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    rng = rng_for("fa3_tail", storage, ps)
+    # 32 tokens x group 4 = one 128-row query tile: 2 x SMs tiles in requests of 4, and one more.
+    qlens = [128] * (sms // 2) + [32] * (2 * sms - 4 * (sms // 2)) + [20]
+    klens = [4096] * len(qlens)
+    qo = indptr_of(qlens)
+    q = randn(rng, (int(qo[-1]), hkv * group, d), dtype)
+    kvs = RaggedKV(klens, hkv, d, dtype, "NHD", rng) if storage == "ragged" else PagedKV(klens, ps, hkv, d, dtype, "NHD", rng)
+    ref_o, ref_lse = batch_reference(q, qo, kvs.kv)
+    if storage == "ragged":
+        w = kvinfer.BatchPrefillWithRaggedKVCacheWrapper(workspace(), backend="fa3")
+        w.plan(qo, kvs.indptr, hkv * group, hkv, d, q_data_type="bfloat16")
+        args = (kvs.k, kvs.v)
+    else:
+        w = kvinfer.BatchPrefillWithPagedKVCacheWrapper(workspace(), backend="fa3")
+        w.plan(qo, kvs.indptr, kvs.indices_on_device(), kvs.last_page_len, hkv * group, hkv, d, ps, q_data_type="bfloat16")
+        args = (kvs.cache,)
+    assert w.plan_info.tail_items > 0 and w.plan_info.num_partials > 0
+    out, lse = poisoned(q.shape, dtype), torch.full(q.shape[:2], float("nan"), device=DEVICE)
+    w.run(q, *args, out=out, lse=lse, return_lse=True)
+    check(out, lse, ref_o, ref_lse, dtype, f"{storage} tail split")
+    out2 = w.run(q, *args)  # again: the claim counters were reset
+    sync()
+    assert torch.equal(out2, out)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_wide_kv_tile_single_prefill(causal):
     d, dtype, group, hkv, lq, lk = 64, "bf16", 4, 2, 600, 4500

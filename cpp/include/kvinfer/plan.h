@@ -70,6 +70,8 @@ struct AttnPlan {
   int64_t chunk_tokens = 0;             // split length; every chunk but a request's last is this long
   int grid_x = 0;                       // CTAs along the work axis
   int head_section = 0;                 // FA3: kv heads per job section (job order; header word 2)
+  int64_t tail_items = 0;               // FA3: the last work items form a tail section (header word 5)
+  int64_t tail_row_begin = 0, tail_row_end = 0;  // FA3 tail: the query rows whose partials are merged
   std::vector<PlanWorkItem> work;       // longest KV ranges first
   std::vector<int32_t> qo_indptr;       // [batch + 1]
   std::vector<int32_t> kv_begin;        // [batch]: first page (paged) or token (ragged)
@@ -81,7 +83,7 @@ struct AttnPlan {
   int64_t max_kv_index = -1;            // validate=True: largest page id / token index referenced
   // Workspace layout (byte offsets into the int workspace; all 256-byte aligned). Header words at 0:
   // number of work items, batch, head_section, then two FA3 job-claim counters (zero; the kernel
-  // leaves them zero).
+  // leaves them zero), then tail_items.
   int64_t off_qo_indptr = 0, off_kv_begin = 0, off_kv_len = 0, off_mask_offset = 0, off_merge_indptr = 0,
           off_work = 0;
   // FA3 + paged: per-request bad-page flags and the page-offset buffer (K then V, int64 per
