@@ -14,7 +14,8 @@
 // (pingpong), and each releases a stage through its empty barrier. O is staged in the warpgroup's
 // half of an O buffer (D 64 / 128; at D 256 the two take turns with one 64-row buffer) and leaves by
 // TMA store (16-byte stores for tiles that run past their request or for split partials). The grid is persistent over the (work item,
-// kv head) job list, walked in kv-head sections (job_of): CTA i starts with job i, then claims the
+// kv head) job list, walked in kv-head sections and then the planner's tail section of short KV
+// pieces, if any (job_of): CTA i starts with job i, then claims the
 // next job through a counter (plans) or takes i + grid, ... (single requests). The producer resolves
 // each job and hands it to the consumers in a shared-memory slot next to the job's Q.
 //
