@@ -349,7 +349,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   }
   for (int64_t t = p.total_qo + 1; t <= p.merge_rows; ++t) p.merge_indptr[t] = p.merge_indptr[p.total_qo];
 
-  // Int workspace: header (work count, batch, head section, 2 FA3 claim counters) | qo_indptr | kv_begin | kv_len | mask_offset |
+  // Int workspace: header (work count, batch, head section, 2 FA3 claim counters, FA3 tail items) | qo_indptr | kv_begin | kv_len | mask_offset |
   // merge_indptr | req_bad | merge counters | page offsets (FA3 + paged: written by the device) | work.
   p.off_qo_indptr = kAlign;
   p.off_kv_begin = p.off_qo_indptr + aligned((cap_b + 1) * 4);
