@@ -407,16 +407,14 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
                                 : plan.lean_decode   ? detail::AttnTile::kDecodeLean
                                                      : detail::AttnTile::kDecode;
   launch(p, q.dtype, po.backend, tile, q.device_id, stream);
-  // Merge the split rows (graph mode: always launched, so the captured graph covers any plan).
-  if (plan.tail_items > 0)  // FA3 tail split: only its rows have partials
+  // Merge the split rows (graph mode: always launched, so the captured graph covers any plan): every
+  // row, or with an FA3 tail split only the tail's rows (the others have no partials).
+  if (!merge_in_kernel && (plan.num_partials > 0 || graph)) {
+    const int64_t r0 = plan.tail_items ? plan.tail_row_begin : 0, r1 = plan.tail_items ? plan.tail_row_end : o.size(0);
     merge_partials(q, o, lse, p.partial_o, p.partial_lse, 0,
                    reinterpret_cast<const int32_t*>(ws + plan.off_merge_indptr), plan.partial_capacity,
-                   std::max<int64_t>(1, plan.num_partials / std::max<int64_t>(1, plan.tail_row_end - plan.tail_row_begin)),
-                   stream, plan.tail_row_begin, plan.tail_row_end);
-  else if (!merge_in_kernel && (plan.num_partials > 0 || graph))
-    merge_partials(q, o, lse, p.partial_o, p.partial_lse, 0,
-                   reinterpret_cast<const int32_t*>(ws + plan.off_merge_indptr), plan.partial_capacity,
-                   o.size(0) > 0 ? std::max<int64_t>(1, plan.num_partials / o.size(0)) : 1, stream);
+                   r1 > r0 ? std::max<int64_t>(1, plan.num_partials / (r1 - r0)) : 1, stream, r0, r1);
+  }
 }
 
 }  // namespace kvinfer

@@ -37,6 +37,11 @@ void check_indptr(const int32_t* p, int64_t batch, const char* name) {
 // plan as it is by 1% after a merge cost. Only for items of equal cost (the FlashAttention grid,
 // batches of equal lengths); the model is sm90_head_section's: a job costs its KV tiles + 2, each
 // job goes to the least-loaded CTA. Rewrites p.work and the partial rows; returns the tail items.
+// Query tokens in request b's first query tile (the FA3 tail split's tile 0; group divides its rows).
+int64_t tile0_tokens(const AttnPlan& p, int64_t b, int64_t group) {
+  return std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group);
+}
+
 int64_t plan_fa3_tail(AttnPlan& p, int64_t group, const PlanOptions& opt, std::vector<int32_t>& tail_splits) {
   const int64_t H = opt.num_kv_heads, N = p.num_work(), jobs = N * H;
   const int64_t G = std::min<int64_t>(jobs, opt.target_ctas);
@@ -55,17 +60,16 @@ int64_t plan_fa3_tail(AttnPlan& p, int64_t group, const PlanOptions& opt, std::v
   constexpr int64_t kMergeCost = 4;  // the merge kernel (tail rows) and the partial rows, in KV tile steps
   const int64_t base = ceil_div(jobs, G) * c;
   int64_t best = base * 99 / 100, best_k = 0, best_chunk = 0;
-  std::vector<int64_t> load(G);
+  const auto later = [](const std::pair<int64_t, int64_t>& a, const std::pair<int64_t, int64_t>& b) { return a > b; };
+  std::vector<std::pair<int64_t, int64_t>> heap;  // (load, CTA), least-loaded on top
   for (int64_t k = 1; k <= int64_t(firsts.size()); ++k)
     for (int64_t s : {2, 3, 4, 6, 8}) {
       const int64_t chunk = ceil_div(ceil_div(kv_len, s), p.kv_rows) * p.kv_rows;
       if (chunk >= kv_len) continue;
       // Main jobs (equal) in rounds, then the pieces, each to the least-loaded CTA.
       const int64_t main = (N - k) * H;
-      for (int64_t g = 0; g < G; ++g) load[g] = (main / G + (g < main % G ? 1 : 0)) * c;
-      std::vector<std::pair<int64_t, int64_t>> heap;
-      for (int64_t g = 0; g < G; ++g) heap.push_back({load[g], g});
-      const auto later = [](const std::pair<int64_t, int64_t>& a, const std::pair<int64_t, int64_t>& b) { return a > b; };
+      heap.clear();
+      for (int64_t g = 0; g < G; ++g) heap.push_back({(main / G + (g < main % G ? 1 : 0)) * c, g});
       std::make_heap(heap.begin(), heap.end(), later);
       int64_t span = 0;
       for (int64_t t = 0; t < k; ++t)
@@ -90,9 +94,9 @@ int64_t plan_fa3_tail(AttnPlan& p, int64_t group, const PlanOptions& opt, std::v
   int64_t partials = 0;
   p.tail_row_begin = p.qo_indptr[tail_req.front()];
   for (int64_t b : tail_req) {
-    p.tail_row_end = p.qo_indptr[b] + std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group);
+    p.tail_row_end = p.qo_indptr[b] + tile0_tokens(p, b, group);
     first_partial[b] = partials;
-    partials += std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group) * pieces;
+    partials += tile0_tokens(p, b, group) * pieces;
   }
   // The float workspace must hold them (a plan that fits without the tail split keeps fitting).
   if (opt.float_workspace_bytes > 0) {  // the layout rule of the float workspace (below in plan_attention)
@@ -343,7 +347,7 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   // (unsplit rows were written directly; the merge leaves them alone). Padding rows are empty.
   p.merge_indptr.assign(p.merge_rows + 1, 0);
   for (int64_t b = 0; b < batch; ++b) {
-    const int64_t tail_rows = tail_splits[b] ? std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group) : 0;
+    const int64_t tail_rows = tail_splits[b] ? tile0_tokens(p, b, group) : 0;
     for (int64_t t = p.qo_indptr[b]; t < p.qo_indptr[b + 1]; ++t)
       p.merge_indptr[t + 1] = p.merge_indptr[t] + int32_t(splits[b] > 1 ? splits[b] : t - p.qo_indptr[b] < tail_rows ? tail_splits[b] : 0);
   }
