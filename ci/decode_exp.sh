@@ -19,9 +19,9 @@ for v in ${DECODE_VARIANTS:-64:4:2 64:4:3}; do
   restore
   # The wide decode tile at D 128 only (its KV tile in attn_tile_kv, which the planner's split unit follows).
   sed -i -e "s/kWarpsKV = kLean ? 2 : kDecode ? 4 : 1;/kWarpsKV = kLean ? 2 : kDecode ? (D == 128 ? $warps : 4) : 1;/" \
-         -e "s/kStages = kDecode ? (D == 64 ? 4 : 2) : 2;/kStages = kLean ? 2 : kDecode ? (D == 64 ? 4 : D == 128 ? $stages : 2) : 2;/" $kernel
+         -e "s/kStages = kDecode ? (D == 64 ? 4 : 2) : kSplitKV ? 1 : 2;/kStages = kDecode ? (D == 64 ? 4 : D == 128 \&\& !kLean ? $stages : 2) : kSplitKV ? 1 : 2;/" $kernel
   sed -i "s/  return t == AttnTile::kDecodeLean ? 32 :/  return t == AttnTile::kDecode \&\& head_dim == 128 ? $kv : t == AttnTile::kDecodeLean ? 32 :/" $launch
-  grep -q "D == 128 ? $warps : 4" $kernel && grep -q "D == 128 ? $stages : 2" $kernel && grep -q "head_dim == 128 ? $kv :" $launch \
+  grep -q "D == 128 ? $warps : 4" $kernel && grep -q "!kLean ? $stages : 2" $kernel && grep -q "head_dim == 128 ? $kv :" $launch \
     || { echo "patch failed"; restore; exit 1; }
   site=/tmp/decode_exp_$kv-$warps-$stages
   start=$(date +%s)

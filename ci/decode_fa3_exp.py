@@ -1,0 +1,67 @@
+"""Experiment: batch decode (qo_len 1) through the Hopper prefill path (BatchPrefillWithPagedKVCacheWrapper,
+backend="fa3") against the decode wrapper (FA2-class decode tile) and cuDNN SDPA, same process. Page 16,
+32/8 heads, D 128, bf16. Splits: auto, off, and DEC_FA3_SPLITS (comma-separated fixed split sizes).
+
+    PYTHONPATH=<site> python3 ci/decode_fa3_exp.py [BxL ...]
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+import _common  # noqa: E402
+
+import kvinfer  # noqa: E402
+
+PS, HQ, HKV, D = 16, 32, 8, 128
+REPS = 30
+
+
+def main():
+    _common.calibrate_sleep()
+    shapes = [tuple(map(int, s.split("x"))) for s in sys.argv[1:]] or [(16, 2048), (1, 32768), (16, 8192), (64, 2048)]
+    ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    for batch, kv_len in shapes:
+        ppr = (kv_len + PS - 1) // PS
+        cache = torch.randn(batch * ppr, 2, PS, HKV, D, dtype=torch.bfloat16, device="cuda")
+        idx = torch.randperm(batch * ppr, device="cuda").to(torch.int32)
+        indptr = (np.arange(batch + 1) * ppr).astype(np.int32)
+        last = np.full(batch, kv_len - (ppr - 1) * PS, dtype=np.int32)
+        qo = np.arange(batch + 1, dtype=np.int32)
+        q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
+        k = torch.randn(batch, HKV, kv_len, D, dtype=torch.bfloat16, device="cuda")
+        v = torch.randn_like(k)
+        qd = torch.randn(batch, HQ, 1, D, dtype=torch.bfloat16, device="cuda")
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            cudnn = _common.time_us(lambda: F.scaled_dot_product_attention(qd, k, v, enable_gqa=True), REPS)
+        del k, v
+        dec = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
+        dec.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16)
+        ref = dec.run(q, cache)
+        t_dec = _common.time_us(lambda: dec.run(q, cache), REPS)
+        print(f"batch {batch} x {kv_len}: cuDNN {cudnn:.1f} us, decode wrapper {t_dec:.1f} us ({cudnn / t_dec:.3f})")
+        splits = [None, "off"] + [int(x) for x in os.environ.get("DEC_FA3_SPLITS", "").split(",") if x]
+        for sz in splits:
+            w = kvinfer.BatchPrefillWithPagedKVCacheWrapper(ws, backend="fa3")
+            kw = dict(disable_split_kv=True) if sz == "off" else dict(fixed_split_size=sz)
+            try:
+                w.plan(qo, indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16, **kw)
+            except Exception as e:  # noqa: BLE001
+                print(f"  fa3 split {sz}: plan failed: {e}")
+                continue
+            out = w.run(q, cache)
+            err = (out.float() - ref.float()).abs().max().item()
+            us = _common.time_us(lambda: w.run(q, cache), REPS)
+            info = w.plan_info
+            print(f"  fa3 split {str(sz):>6}: {us:8.1f} us ratio {cudnn / us:.3f} err {err:.2e} "
+                  f"work {info.num_work} chunk {info.chunk_tokens}")
+        del cache
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
