@@ -347,6 +347,17 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     auto turn_wait = [&]() {};
     auto turn_pass = [&]() {};
 #endif
+    // Softmax turns at D 128: the two warpgroups' softmaxes also alternate (named barriers 8 + wg), so
+    // that neither shares the MUFU pipe (exponentials, bf16 packs) with the other's: 1.003-1.005x at
+    // seqlen 4096-16384 non-causal (H200, 2026-11-22, ci/sm90_exp.sh, two rounds). D 64 / 256 ran
+    // 0.98x / 0.95x with it; releasing the turn after the bf16 packs instead ran 0.99x at D 128.
+    auto sm_wait = [&]() {
+      if constexpr (D == 128) named_barrier_sync(8 + wg, 256);
+    };
+    auto sm_pass = [&]() {
+      if constexpr (D == 128) named_barrier_arrive(8 + (wg ^ 1), 256);
+    };
+    if (D == 128 && wg == 1) named_barrier_arrive(8, 256);
     KV_SPAN(0, wt == 0 && wg == 0);
     auto read_slot = [&](int jc) {
       mbar_wait(q_full(jc), q_round(jc));
@@ -585,7 +596,9 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     auto s_done = [&](float (&s)[kN / 2], int st, int tbase) {
       fence_regs(s);
       release(k_empty(st));
+      sm_wait();
       softmax(s, tbase, corr);
+      sm_pass();
       KV_TRACE(1, 11, tr);
     };
     auto wait_k = [&](int st, int tbase) {
