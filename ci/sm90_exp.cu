@@ -159,14 +159,15 @@ int main(int argc, char** argv) {
   const int L = argc > 1 ? atoi(argv[1]) : 4096;
   const bool causal = argc > 2 && atoi(argv[2]);
   const int H = argc > 3 ? atoi(argv[3]) : 32, D = argc > 4 ? atoi(argv[4]) : 128;
-  // EXP_KV=192: head dim 64's wide KV tile (default: each head dim's default tile).
-  const bool wide = getenv("EXP_KV") && atoi(getenv("EXP_KV")) > 128;
+  // EXP_KV=192 (D 64) / 80 (D 256): the head dim's wide KV tile (default: each head dim's default tile).
+  const bool wide = getenv("EXP_KV") && atoi(getenv("EXP_KV")) == sm90_kv_rows(D, true);
 #ifdef EXP_ONLY_D128  // faster builds while iterating
   if (D == 128 && wide) return run<128, sm90_kv_rows(128, true)>(L, causal, H);
   return D == 128 ? run<128, sm90_kv_rows(128, false)>(L, causal, H) : 1;
 #else
   if (D == 64) return wide ? run<64, sm90_kv_rows(64, true)>(L, causal, H) : run<64, sm90_kv_rows(64, false)>(L, causal, H);
   if (D == 128 && wide) return run<128, sm90_kv_rows(128, true)>(L, causal, H);
-  return D == 256 ? run<256, sm90_kv_rows(256, false)>(L, causal, H) : run<128, sm90_kv_rows(128, false)>(L, causal, H);
+  if (D == 256) return wide ? run<256, sm90_kv_rows(256, true)>(L, causal, H) : run<256, sm90_kv_rows(256, false)>(L, causal, H);
+  return run<128, sm90_kv_rows(128, false)>(L, causal, H);
 #endif
 }

@@ -103,8 +103,8 @@ def attention_sm90_instances(archs, head_dims, dtypes):
 
 def sm90_kv_tiles(d):
     """KV tokens per tile of the Hopper instances of head dim d (sm90_kv_rows in cpp/src/launch.h): the
-    default first; head dim 64 also has a wide tile the planner picks for long KV."""
-    return {64: (128, 192), 128: (128,), 256: (64,)}[d]
+    default first; head dims 64 and 256 also have a wide tile the planner picks for long KV."""
+    return {64: (128, 192), 128: (128,), 256: (64, 80)}[d]
 
 
 def build_manifest(archs, head_dims, dtypes):

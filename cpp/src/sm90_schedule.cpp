@@ -28,12 +28,14 @@ int sm90_pick_kv_rows(int head_dim, const int32_t* qo_indptr, const int32_t* kv_
                       bool causal, bool wide_ok) {
   const int base = sm90_kv_rows(head_dim, false), wide = sm90_kv_rows(head_dim, true);
   if (!wide_ok || wide == base) return base;
-  // Job costs in base-tile steps, fitted on H200 (2026-11-21, ci/sm90_exp.cu, D 64 bf16, seqlen
-  // 1024-16384, causal and not; the model's time ratios match the measured ones within 3%): a wide
-  // step costs 1.36 base steps (1.5x the work at 1.10x the rate); a job whose last tile is partial
-  // pays 0.9 step more (that tile goes by cp.async, with a mask pass, and its padding is computed);
-  // every job costs 2 steps of prologue and epilogue. Unsplit ranges (the planner splits after this).
-  constexpr double kWideStep = 1.36, kPartial = 0.9, kJob = 2.0;
+  // Job costs in base-tile steps, fitted on H200 (ci/sm90_exp.cu, bf16, seqlen 1024-16384, causal and
+  // not; the model's time ratios match the measured ones within 3%): a wide step costs 1.36 base steps
+  // at D 64 (192 / 128 tokens: 1.5x the work at 1.10x the rate; 2026-11-21) and 1.20 at D 256 (80 / 64
+  // tokens: 1.25x the work at 1.04x the rate; 2026-11-22); a job whose last tile is partial pays 0.9
+  // step more (that tile goes by cp.async, with a mask pass, and its padding is computed); every job
+  // costs 2 steps of prologue and epilogue. Unsplit ranges (the planner splits after this).
+  const double kWideStep = head_dim == 256 ? 1.20 : 1.36;
+  constexpr double kPartial = 0.9, kJob = 2.0;
   double cost_base = 0, cost_wide = 0;
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t qo_len = int64_t(qo_indptr[b + 1]) - qo_indptr[b];

@@ -12,8 +12,8 @@ int32_t sm90_item_tiles(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t
                         int64_t group, bool causal, int kv_rows);
 
 // KV tile (sm90_kv_rows) for requests with these query and KV lengths (qo_indptr [batch + 1], kv_len
-// [batch]): head dim 64 takes the wide 192-token tile where a cost model of the jobs says it is faster
-// (long KV); `wide_ok` false (CUDA-graph plans, page sizes that do not tile it) keeps the default.
+// [batch]): head dims 64 and 256 take their wide tile (192 / 80 tokens) where a cost model of the jobs
+// says it is faster (long KV); `wide_ok` false (CUDA-graph plans, page sizes that do not tile it) keeps the default.
 int sm90_pick_kv_rows(int head_dim, const int32_t* qo_indptr, const int32_t* kv_len, int64_t batch, int64_t group,
                       bool causal, bool wide_ok);
 

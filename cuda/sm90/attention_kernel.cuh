@@ -13,7 +13,8 @@
 // the next job's S_0 goes with a job's last P V), issues alternate between the two consumers
 // (pingpong), and each releases a stage through its empty barrier. O is staged in the warpgroup's
 // half of an O buffer (D 64 / 128; at D 256 the two take turns with one 64-row buffer) and leaves by
-// TMA store (16-byte stores for tiles that run past their request or for split partials). The grid is persistent over the (work item,
+// TMA store (16-byte stores for tiles that run past their request or for split partials); with D 256's
+// 80-token KV tile it leaves from registers in 16-byte chunks. The grid is persistent over the (work item,
 // kv head) job list, walked in kv-head sections and then the planner's tail section of short KV
 // pieces, if any (job_of): CTA i starts with job i, then claims the
 // next job through a counter (plans) or takes i + grid, ... (single requests). The producer resolves
@@ -66,9 +67,13 @@ struct Config {
   // O is staged for its TMA store in a buffer of its own, so a job's Q buffer goes back to the producer
   // as soon as its last S = Q K^T is done, not after its O has left. kOBuffer (two Q buffers): one O
   // buffer of kM rows, a half per consumer warpgroup. D 256 has room for 64 rows only: the two
-  // warpgroups take turns with it (named barriers 6 + wg pass it on once a store has read it).
+  // warpgroups take turns with it (named barriers 6 + wg pass it on once a store has read it). kORegs
+  // (D 256's 80-token KV tile, whose stages take that room): no O buffer, each thread's rows leave from
+  // registers in 16-byte chunks after a transpose among the 4 threads of a row (with the 64-token tile
+  // this ran 0.98x causal: the buffer's turns cost nothing the other warpgroup does not hide).
   static constexpr bool kOBuffer = kQBuffers > 1;
-  static constexpr int kORows = kOBuffer ? kM : 64;
+  static constexpr bool kORegs = D == 256 && kN > 64;
+  static constexpr int kORows = kOBuffer ? kM : kORegs ? 0 : 64;
   static constexpr int kTileO = kORows * D * 2;
   static constexpr int kOffK = kQBuffers * kTileQ, kOffV = kOffK + kStages * kTileKV;
   static constexpr int kOffO = kOffV + kStages * kTileKV, kOffBar = kOffO + kTileO;
@@ -488,25 +493,70 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
         pf[kc][3] = pack2<T>(sacc[8 * kc + 6], sacc[8 * kc + 7]);
       }
     };
-    // Shared O buffer (D 256): warpgroup 0 has it first; each hands it to the other once its rows
-    // have left (o_pass), and waits for it back before its next epilogue (o_take).
-    auto o_take = [&]() {
-      if constexpr (!C::kOBuffer) named_barrier_sync(6 + wg, 256);
-    };
-    auto o_pass = [&]() {
-      if constexpr (!C::kOBuffer) named_barrier_arrive(6 + (wg ^ 1), 256);
-    };
-    if (wg == 1) o_pass();
 
     // ---- epilogue of job jc (js: its slot). O, normalised and in the output dtype, goes through this
     // warpgroup's 64 rows of the O buffer, so that the global stores are whole 16-byte chunks along rows
     // (direct 4-byte stores from the accumulator layout cost a tile's time). LSE from registers (mo, lo:
     // the job's final maxima and sums).
+    // Shared O buffer (D 256, 64-token KV tile): warpgroup 0 has it first; each hands it to the other
+    // once its rows have left (o_pass), and waits for it back before its next epilogue (o_take).
+    auto o_take = [&]() {
+      if constexpr (!C::kOBuffer && !C::kORegs) named_barrier_sync(6 + wg, 256);
+    };
+    auto o_pass = [&]() {
+      if constexpr (!C::kOBuffer && !C::kORegs) named_barrier_arrive(6 + (wg ^ 1), 256);
+    };
+    if (wg == 1) o_pass();
+
     auto epilogue = [&](const JobSlot& js, const float (&mo)[2], const float (&lo)[2]) {
       const JobRange& r = js.r;
       const int kvh = js.kvh;
       const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[js.request]) ? NAN : 0.f;
+      if constexpr (C::kORegs) {
+        // From registers (no O buffer): thread tq holds columns 8 j + 2 tq, + 1 of its two rows. For each group
+        // of 4 chunks (k), two shuffle rounds (partners tq ^ 1, then tq ^ 2) transpose the 4 x 4 words of
+        // the row's threads, so thread tq ends with all of chunk 4 k + tq; 16-byte stores.
+        const bool odd = tq & 1, hi = tq & 2;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float sum = lo[h];
+          sum += __shfl_xor_sync(0xffffffff, sum, 1);
+          sum += __shfl_xor_sync(0xffffffff, sum, 2);
+          const float inv = sum > 0.f ? fast_rcp(sum) : 0.f;
+          const int pr = rbase + 8 * h;
+          T* dst = nullptr;
+          if (pr < r.packed_rows) {
+            const int qi = div_group(p, pr), head = kvh * group + pr - qi * group;
+            dst = js.partial < 0 ? static_cast<T*>(p.o) + int64_t(js.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
+                                 : static_cast<T*>(p.partial_o) + ((int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head) * D;
+            if (tq == 0 && (p.lse != nullptr || js.partial >= 0)) {
+              float* lse_dst = js.partial < 0 ? p.lse + int64_t(js.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
+                                              : p.partial_lse + (int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head;
+              *lse_dst = (sum > 0.f ? mo[h] * scale + __log2f(sum) : -INFINITY) + poison;
+            }
+          }
+#pragma unroll
+          for (int k = 0; k < D / 32; ++k) {
+            uint32_t x[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+              x[i] = pack2<T>(o[4 * (4 * k + i) + 2 * h] * inv + poison, o[4 * (4 * k + i) + 2 * h + 1] * inv + poison);
+            // Round 1: keep chunks j with j & 1 == tq & 1; v<s><kk>: chunk (tq & 1) + 2 kk of thread (tq & 2) | s.
+            const uint32_t own0 = odd ? x[1] : x[0], own1 = odd ? x[3] : x[2];
+            const uint32_t r0 = __shfl_xor_sync(0xffffffff, odd ? x[0] : x[1], 1);
+            const uint32_t r1 = __shfl_xor_sync(0xffffffff, odd ? x[2] : x[3], 1);
+            const uint32_t v00 = odd ? r0 : own0, v10 = odd ? own0 : r0, v01 = odd ? r1 : own1, v11 = odd ? own1 : r1;
+            // Round 2: keep kk == hi (chunk tq); words of thread (tq & 2) | s stay, the partner's arrive.
+            const uint32_t q0 = __shfl_xor_sync(0xffffffff, hi ? v00 : v01, 2);
+            const uint32_t q1 = __shfl_xor_sync(0xffffffff, hi ? v10 : v11, 2);
+            const uint32_t k0 = hi ? v01 : v00, k1 = hi ? v11 : v10;
+            if (dst)
+              *reinterpret_cast<uint4*>(dst + (4 * k + tq) * 8) =
+                  make_uint4(hi ? q0 : k0, hi ? q1 : k1, hi ? k0 : q0, hi ? k1 : q1);
+          }
+        }
+      } else {
       constexpr int kOR = C::kORows;
       const uint32_t so = sO + (C::kOBuffer ? wg * 64 * 128 : 0);  // this warpgroup's first row of each 64-column block
       if constexpr (C::kOBuffer) {
@@ -582,6 +632,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
           *reinterpret_cast<uint4*>(dst + c * 8) = chunk[i];
         }
         o_pass();
+      }
       }
       KV_TRACE(1, 16, tr);
     };

@@ -7,6 +7,7 @@
 
 #include <cute/arch/mma_sm90_desc.hpp>
 #include <cute/arch/mma_sm90_gmma.hpp>
+#include <cute/arch/mma_sm90_gmma_ext.hpp>  // N = 80 (D 256's wide KV tile)
 
 namespace kvinfer::detail::attn90 {
 
@@ -124,10 +125,12 @@ template <typename T, int N> struct Atoms;
     using RS = gmma::MMA_64x##N##x16_F32##TN##TN##_RS<gmma::Major::K, gmma::Major::MN>;      \
   };
 KVINFER_SM90_ATOMS(half, F16, 64)
+KVINFER_SM90_ATOMS(half, F16, 80)
 KVINFER_SM90_ATOMS(half, F16, 128)
 KVINFER_SM90_ATOMS(half, F16, 192)
 KVINFER_SM90_ATOMS(half, F16, 256)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 64)
+KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 80)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 128)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 192)
 KVINFER_SM90_ATOMS(__nv_bfloat16, BF16, 256)

@@ -55,16 +55,20 @@ def test_manifest_generates_one_file_per_instance(tmp_path):
     assert "KVINFER_ATTENTION_SM90_INSTANCE(128, DType::kBF16, 128)" in (tmp_path / "dispatch_attention_sm90.inc").read_text()
 
 
-def test_manifest_hopper_head_dim_64_has_two_kv_tiles(tmp_path):
-    # Head dim 64: the default 128-token KV tile and the wide 192-token one the planner picks for long KV.
-    r = run_manifest(tmp_path, "--archs", "90a", "--head-dims", "64;256", "--dtypes", "fp16")
+def test_manifest_hopper_wide_kv_tiles(tmp_path):
+    # Head dims 64 / 256: the default KV tile (128 / 64 tokens) and the wide one the planner picks for
+    # long KV (192 / 80); head dim 128 has one.
+    r = run_manifest(tmp_path, "--archs", "90a", "--head-dims", "64;128;256", "--dtypes", "fp16")
     assert r.returncode == 0, r.stderr
     sm90 = sorted(f for f in os.listdir(tmp_path / "instances") if "sm90" in f)
-    assert sm90 == ["attention_sm90_d256_fp16.cu", "attention_sm90_d64_fp16.cu", "attention_sm90_d64_fp16_kv192.cu"]
+    assert sm90 == ["attention_sm90_d128_fp16.cu", "attention_sm90_d256_fp16.cu", "attention_sm90_d256_fp16_kv80.cu",
+                    "attention_sm90_d64_fp16.cu", "attention_sm90_d64_fp16_kv192.cu"]
     inc = (tmp_path / "dispatch_attention_sm90.inc").read_text()
-    for entry in ("(64, DType::kF16, 128)", "(64, DType::kF16, 192)", "(256, DType::kF16, 64)"):
+    for entry in ("(64, DType::kF16, 128)", "(64, DType::kF16, 192)", "(128, DType::kF16, 128)", "(256, DType::kF16, 64)",
+                  "(256, DType::kF16, 80)"):
         assert "KVINFER_ATTENTION_SM90_INSTANCE" + entry in inc
-    assert "launch_attention_sm90<64, 192, DType::kF16>" in (tmp_path / "instances" / sm90[2]).read_text()
+    assert "launch_attention_sm90<64, 192, DType::kF16>" in (tmp_path / "instances" / sm90[4]).read_text()
+    assert "launch_attention_sm90<256, 80, DType::kF16>" in (tmp_path / "instances" / sm90[2]).read_text()
 
 
 def test_manifest_without_90a_has_no_hopper_instances(tmp_path):

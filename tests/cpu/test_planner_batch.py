@@ -498,7 +498,8 @@ def test_fa3_head_section():
 def test_fa3_kv_tile_choice():
     """Head dim 64 on FA3: the wide 192-token KV tile for long KV (its cost model: 1.36 base steps per wide
     step, 0.9 for a partial last tile, 2 per job), the 128-token tile for short KV, causal 2048, pages that
-    do not tile 192 and CUDA-graph plans; other head dims have one tile. Chunks are whole tiles."""
+    do not tile 192 and CUDA-graph plans. Head dim 256 likewise with 80 / 64 tokens (1.20 per wide step);
+    head dim 128 has one tile. Chunks are whole tiles."""
     def kv_rows(qo, kv, d=64, causal=False, page_size=0, **kw):
         return make_plan(qo, kv, page_size=page_size, hq=8, hkv=8, d=d, causal=causal, backend="fa3", **kw)[0].kv_rows
     assert kv_rows([4096] * 4, [4096] * 4) == 192
@@ -508,7 +509,12 @@ def test_fa3_kv_tile_choice():
     assert kv_rows([2048] * 8, [2048] * 8, causal=True) == 128
     assert kv_rows([1] * 4, [100] * 4) == 128
     assert kv_rows([4096] * 4, [4096] * 4, page_size=128) == 128  # 128-token pages do not tile 192
-    assert kv_rows([4096] * 4, [4096] * 4, d=128) == 128 and kv_rows([4096] * 4, [4096] * 4, d=256) == 64
+    assert kv_rows([4096] * 4, [4096] * 4, d=128) == 128 and kv_rows([16384], [16384], d=128) == 128
+    assert kv_rows([4096] * 4, [4096] * 4, d=256) == 64  # model 0.99: within its 2% margin
+    assert kv_rows([8192] * 2, [8192] * 2, d=256) == 80 and kv_rows([16384], [16384], d=256, causal=True) == 80
+    assert kv_rows([2048] * 8, [2048] * 8, d=256) == 64
+    assert kv_rows([16384], [16384], d=256, page_size=16) == 80  # pages of 16 tile 80
+    assert kv_rows([16384], [16384], d=256, page_size=32) == 64  # 32-token pages do not tile 80
     assert make_plan([1], [10], d=64)[0].kv_rows == 64  # FA2 plans: the FA2-class KV tile
     # Graph mode (capacities): a captured run() launches one instance, so the default tile.
     kv_indptr, _ = page_table([4096] * 4, 0)

@@ -89,16 +89,21 @@ def test_batch_prefill_both_backends(storage, ps, kind, causal):
         check(o, s, ref_o, ref_lse, dtype, b)
 
 
+WIDE_KV_ROWS = {64: 192, 256: 80}  # the wide Hopper KV tile per head dim (sm90_kv_rows in cpp/src/launch.h)
+
+
+@pytest.mark.parametrize("d,dtype", [(64, "bf16"), (64, "fp16"), (256, "bf16")])
 @pytest.mark.parametrize("storage,ps", [("ragged", 0), ("paged", 16), ("paged", 64)])
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
-def test_wide_kv_tile_head_dim_64(storage, ps, causal, dtype):
-    """Head dim 64, long KV: the planner takes the 192-token KV tile (kv_rows); odd lengths end in partial
-    tiles, one request is split (long KV, one query token) and one is empty."""
-    d, group, hkv = 64, 4, 2
+def test_wide_kv_tile(d, dtype, storage, ps, causal):
+    """Head dims 64 / 256, long KV: the planner takes the wide KV tile (kv_rows 192 / 80; at 256 its O
+    leaves from registers); odd lengths end in partial tiles, one request is split (long KV, one query
+    token) and one is empty. Pages of 64 do not tile 80: the planner keeps the default tile there. (Fewer
+    query rows at 256: the host reference's time.)"""
+    group, hkv = 4, 2
     fa3_or_skip(d, dtype)
-    rng = rng_for("wide_kv", storage, ps, causal, dtype)
-    qlens, klens = [300, 1, 129, 0], [5000, 9001, 3001, 4000]
+    rng = rng_for("wide_kv", d, storage, ps, causal, dtype)
+    qlens, klens = [300, 1, 129, 0] if d == 64 else [76, 1, 33, 0], [5000, 9001, 3001, 4000]
     qo = indptr_of(qlens)
     q = randn(rng, (int(qo[-1]), hkv * group, d), dtype)
     kvs = RaggedKV(klens, hkv, d, dtype, "NHD", rng) if storage == "ragged" else PagedKV(klens, ps, hkv, d, dtype, "NHD", rng)
@@ -113,10 +118,12 @@ def test_wide_kv_tile_head_dim_64(storage, ps, causal, dtype):
         w.plan(qo, kvs.indptr, kvs.indices_on_device(), kvs.last_page_len, hkv * group, hkv, d, ps, causal=causal,
                q_data_type=qdt)
         args = (kvs.cache,)
-    assert w.plan_info.kv_rows == 192
+    wide = WIDE_KV_ROWS[d]
+    expect = wide if ps == 0 or ps % 8 == 0 and (wide % ps == 0 or ps % wide == 0) else {64: 128, 256: 64}[d]
+    assert w.plan_info.kv_rows == expect
     out, lse = poisoned(q.shape, dtype), torch.full(q.shape[:2], float("nan"), device=DEVICE)
     w.run(q, *args, out=out, lse=lse, return_lse=True)
-    check(out, lse, ref_o, ref_lse, dtype, f"{storage} kv_rows=192")
+    check(out, lse, ref_o, ref_lse, dtype, f"{storage} kv_rows={expect}")
 
 
 @pytest.mark.parametrize("storage,ps", [("ragged", 0), ("paged", 16)])
@@ -159,18 +166,19 @@ def test_fa3_tail_split(storage, ps):
     assert torch.equal(out2, out)
 
 
+@pytest.mark.parametrize("d", [64, 256])
 @pytest.mark.parametrize("causal", [False, True])
-def test_wide_kv_tile_single_prefill(causal):
-    d, dtype, group, hkv, lq, lk = 64, "bf16", 4, 2, 600, 4500
+def test_wide_kv_tile_single_prefill(d, causal):
+    dtype, group, hkv, lq, lk = "bf16", 4, 2, {64: 600, 256: 150}[d], {64: 4500, 256: 9000}[d]
     fa3_or_skip(d, dtype)
-    assert kvinfer._C.plan_single(lq, lk, hkv * group, hkv, d, 132, 256, "fa3", causal)[6] == 192
-    rng = rng_for("wide_kv_single", causal)
+    assert kvinfer._C.plan_single(lq, lk, hkv * group, hkv, d, 132, 256, "fa3", causal)[6] == WIDE_KV_ROWS[d]
+    rng = rng_for("wide_kv_single", d, causal)
     q = randn(rng, (lq, hkv * group, d), dtype)
     k, v = (randn(rng, (lk, hkv, d), dtype) for _ in range(2))
     ref_o, ref_lse = kvinfer.reference.attention(q, k, v, causal=causal)
     out, lse = poisoned(q.shape, dtype), torch.full(q.shape[:2], float("nan"), device=DEVICE)
     kvinfer.single_prefill_with_kv_cache(q, k, v, causal=causal, return_lse=True, out=out, lse=lse, backend="fa3")
-    check(out, lse, ref_o, ref_lse, dtype, "single kv_rows=192")
+    check(out, lse, ref_o, ref_lse, dtype, f"single kv_rows={WIDE_KV_ROWS[d]}")
 
 
 @pytest.mark.parametrize("storage", ["ragged", "paged"])
