@@ -513,6 +513,20 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       const int kvh = js.kvh;
       const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[js.request]) ? NAN : 0.f;
+      // Row h's sum over its 4 threads, and its LSE (output or partial row) from the thread with tq 0.
+      auto row_sum = [&](int h) {
+        float sum = lo[h];
+        sum += __shfl_xor_sync(0xffffffff, sum, 1);
+        return sum + __shfl_xor_sync(0xffffffff, sum, 2);
+      };
+      auto store_lse = [&](int h, float sum) {
+        const int pr = rbase + 8 * h;
+        if ((p.lse == nullptr && js.partial < 0) || pr >= r.packed_rows || tq != 0) return;
+        const int qi = div_group(p, pr), head = kvh * group + pr - qi * group;
+        float* lse_dst = js.partial < 0 ? p.lse + int64_t(js.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
+                                        : p.partial_lse + (int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head;
+        *lse_dst = (sum > 0.f ? mo[h] * scale + __log2f(sum) : -INFINITY) + poison;
+      };
       if constexpr (C::kORegs) {
         // From registers (no O buffer): thread tq holds columns 8 j + 2 tq, + 1 of its two rows. For each group
         // of 4 chunks (k), two shuffle rounds (partners tq ^ 1, then tq ^ 2) transpose the 4 x 4 words of
@@ -520,21 +534,14 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
         const bool odd = tq & 1, hi = tq & 2;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          float sum = lo[h];
-          sum += __shfl_xor_sync(0xffffffff, sum, 1);
-          sum += __shfl_xor_sync(0xffffffff, sum, 2);
-          const float inv = sum > 0.f ? fast_rcp(sum) : 0.f;
+          const float sum = row_sum(h), inv = sum > 0.f ? fast_rcp(sum) : 0.f;
+          store_lse(h, sum);
           const int pr = rbase + 8 * h;
           T* dst = nullptr;
           if (pr < r.packed_rows) {
             const int qi = div_group(p, pr), head = kvh * group + pr - qi * group;
             dst = js.partial < 0 ? static_cast<T*>(p.o) + int64_t(js.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
                                  : static_cast<T*>(p.partial_o) + ((int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head) * D;
-            if (tq == 0 && (p.lse != nullptr || js.partial >= 0)) {
-              float* lse_dst = js.partial < 0 ? p.lse + int64_t(js.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
-                                              : p.partial_lse + (int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head;
-              *lse_dst = (sum > 0.f ? mo[h] * scale + __log2f(sum) : -INFINITY) + poison;
-            }
           }
 #pragma unroll
           for (int k = 0; k < D / 32; ++k) {
@@ -569,23 +576,13 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float sum = lo[h];
-        sum += __shfl_xor_sync(0xffffffff, sum, 1);
-        sum += __shfl_xor_sync(0xffffffff, sum, 2);
-        const float inv = sum > 0.f ? fast_rcp(sum) : 0.f;
+        const float sum = row_sum(h), inv = sum > 0.f ? fast_rcp(sum) : 0.f;
         const int rr = warp * 16 + g + 8 * h;  // row within this warpgroup's 64
 #pragma unroll
         for (int j = 0; j < D / 8; ++j)
           *reinterpret_cast<uint32_t*>(gsmem + (so - base) + sw128<kOR>(rr, j) + 4 * tq) =
               pack2<T>(o[4 * j + 2 * h] * inv + poison, o[4 * j + 2 * h + 1] * inv + poison);
-        const int pr = rbase + 8 * h;
-        if (p.lse == nullptr && js.partial < 0) continue;
-        if (pr < r.packed_rows && tq == 0) {
-          const int qi = div_group(p, pr), head = kvh * group + pr - qi * group;
-          float* lse_dst = js.partial < 0 ? p.lse + int64_t(js.qo_begin + qi) * p.lse_stride_n + int64_t(head) * p.lse_stride_h
-                                          : p.partial_lse + (int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head;
-          *lse_dst = (sum > 0.f ? mo[h] * scale + __log2f(sum) : -INFINITY) + poison;
-        }
+        store_lse(h, sum);
       }
       KV_TRACE(1, 17, tr);
       if (p.o_tma && js.partial < 0 && r.row0 + kM <= r.packed_rows) {
