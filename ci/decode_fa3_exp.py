@@ -9,36 +9,22 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 import _common  # noqa: E402
+from _decode_case import D, HKV, HQ, PS, REPS, decode_case, paged_cache  # noqa: E402
 
 import kvinfer  # noqa: E402
-
-PS, HQ, HKV, D = 16, 32, 8, 128
-REPS = 30
 
 
 def main():
     _common.calibrate_sleep()
     shapes = [tuple(map(int, s.split("x"))) for s in sys.argv[1:]] or [(16, 2048), (1, 32768), (16, 8192), (64, 2048)]
     ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
-    from torch.nn.attention import SDPBackend, sdpa_kernel
     for batch, kv_len in shapes:
-        ppr = (kv_len + PS - 1) // PS
-        cache = torch.randn(batch * ppr, 2, PS, HKV, D, dtype=torch.bfloat16, device="cuda")
-        idx = torch.randperm(batch * ppr, device="cuda").to(torch.int32)
-        indptr = (np.arange(batch + 1) * ppr).astype(np.int32)
-        last = np.full(batch, kv_len - (ppr - 1) * PS, dtype=np.int32)
+        indptr, idx, last, q, cudnn = decode_case(batch, kv_len)
+        cache = paged_cache(batch, kv_len)
         qo = np.arange(batch + 1, dtype=np.int32)
-        q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
-        k = torch.randn(batch, HKV, kv_len, D, dtype=torch.bfloat16, device="cuda")
-        v = torch.randn_like(k)
-        qd = torch.randn(batch, HQ, 1, D, dtype=torch.bfloat16, device="cuda")
-        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            cudnn = _common.time_us(lambda: F.scaled_dot_product_attention(qd, k, v, enable_gqa=True), REPS)
-        del k, v
         dec = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws)
         dec.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16)
         ref = dec.run(q, cache)

@@ -8,17 +8,13 @@ SPLIT_EXP_TILE=wide|lean forces the decode tile (forced lean plans split too).
 import os
 import sys
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 import _common  # noqa: E402
+from _decode_case import D, HKV, HQ, PS, REPS, decode_case, paged_cache  # noqa: E402
 
 import kvinfer  # noqa: E402
-
-PS, HQ, HKV, D = 16, 32, 8, 128
-REPS = 30
 
 
 def main():
@@ -27,19 +23,8 @@ def main():
         (1, 32768), (16, 2048), (16, 8192), (64, 2048), (128, 2048), (256, 2048), (64, 8192)]
     ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
     for batch, kv_len in shapes:
-        ppr = (kv_len + PS - 1) // PS
-        cache = torch.randn(batch * ppr, 2, PS, HKV, D, dtype=torch.bfloat16, device="cuda")
-        idx = torch.randperm(batch * ppr, device="cuda").to(torch.int32)
-        indptr = (np.arange(batch + 1) * ppr).astype(np.int32)
-        last = np.full(batch, kv_len - (ppr - 1) * PS, dtype=np.int32)
-        q = torch.randn(batch, HQ, D, dtype=torch.bfloat16, device="cuda")
-        k = torch.randn(batch, HKV, kv_len, D, dtype=torch.bfloat16, device="cuda")
-        v = torch.randn_like(k)
-        qd = torch.randn(batch, HQ, 1, D, dtype=torch.bfloat16, device="cuda")
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            cudnn = _common.time_us(lambda: F.scaled_dot_product_attention(qd, k, v, enable_gqa=True), REPS)
-        del k, v
+        indptr, idx, last, q, cudnn = decode_case(batch, kv_len)
+        cache = paged_cache(batch, kv_len)
         # auto, unsplit (the lean decode tile), then whole-tile split lengths (the wide tile).
         sizes = [None, "off"] + sorted({min(kv_len, (-(-kv_len // s) + 63) // 64 * 64) for s in range(2, 9)},
                                        reverse=True)
