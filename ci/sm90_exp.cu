@@ -1,7 +1,7 @@
 // Timing harness of the Hopper attention kernel alone (single request, implicit work list), for
 // experiments with the KVINFER_EXP_* switches in cuda/sm90/attention_kernel.cuh.
 //   exp [L=4096] [causal=0] [heads=32] [head_dim=128]     (bf16, random normal data like torch.randn)
-// Env: EXP_KV=192 (D 64: the wide KV tile), EXP_STATIC=1 (static job order instead of the claim counter plans use), EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_NO_OTMA=1 (O
+// Env: EXP_KV=192 / 80 (D 64 / 256: the wide KV tile), EXP_STATIC=1 (static job order instead of the claim counter plans use), EXP_NO_TMA=1 (K/V tiles by cp.async), EXP_NO_QTMA=1 (Q by cp.async), EXP_NO_OTMA=1 (O
 // by 16-byte stores), EXP_HS=n (kv heads per
 // job section; default: the library's choice), EXP_PAGE=n (K/V read as a paged cache of n-token pages,
 // [L / n, n, H, D], through a shuffled page table; EXP_PAGE_ORDER=1 keeps pages in order).
@@ -162,11 +162,9 @@ int main(int argc, char** argv) {
   // EXP_KV=192 (D 64) / 80 (D 256): the head dim's wide KV tile (default: each head dim's default tile).
   const bool wide = getenv("EXP_KV") && atoi(getenv("EXP_KV")) == sm90_kv_rows(D, true);
 #ifdef EXP_ONLY_D128  // faster builds while iterating
-  if (D == 128 && wide) return run<128, sm90_kv_rows(128, true)>(L, causal, H);
   return D == 128 ? run<128, sm90_kv_rows(128, false)>(L, causal, H) : 1;
 #else
   if (D == 64) return wide ? run<64, sm90_kv_rows(64, true)>(L, causal, H) : run<64, sm90_kv_rows(64, false)>(L, causal, H);
-  if (D == 128 && wide) return run<128, sm90_kv_rows(128, true)>(L, causal, H);
   if (D == 256) return wide ? run<256, sm90_kv_rows(256, true)>(L, causal, H) : run<256, sm90_kv_rows(256, false)>(L, causal, H);
   return run<128, sm90_kv_rows(128, false)>(L, causal, H);
 #endif
