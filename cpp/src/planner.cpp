@@ -32,16 +32,24 @@ void check_indptr(const int32_t* p, int64_t batch, const char* name) {
           std::to_string(p[b + 1]) + " < " + name + "[" + std::to_string(b) + "] = " + std::to_string(p[b]));
 }
 
-// The FA3 tail split (see its caller): among K tail items (query tile 0 of the last K requests in the
-// work order) and s KV pieces each, the plan with the shortest simulated longest CTA, if it beats the
-// plan as it is by 1% after a merge cost. Only for items of equal cost (the FlashAttention grid,
-// batches of equal lengths); the model is sm90_head_section's: a job costs its KV tiles + 2, each
-// job goes to the least-loaded CTA. Rewrites p.work and the partial rows; returns the tail items.
+// Float workspace bytes for n partial rows: outputs [n, H_qo, D] (output dtype), then LSEs [n, H_qo]
+// (fp32), each 256-byte aligned.
+int64_t partials_bytes(const PlanOptions& opt, int64_t n) {
+  const int64_t row_bytes = int64_t(opt.num_qo_heads) * opt.head_dim * opt.out_elem_bytes;
+  const int64_t lse_bytes = int64_t(opt.num_qo_heads) * 4;
+  return aligned(n * row_bytes) + aligned(n * lse_bytes);
+}
+
 // Query tokens in request b's first query tile (the FA3 tail split's tile 0; group divides its rows).
 int64_t tile0_tokens(const AttnPlan& p, int64_t b, int64_t group) {
   return std::min<int64_t>(p.qo_indptr[b + 1] - p.qo_indptr[b], detail::kSm90TileRows / group);
 }
 
+// The FA3 tail split (see its caller): among K tail items (query tile 0 of the last K requests in the
+// work order) and s KV pieces each, the plan with the shortest simulated longest CTA, if it beats the
+// plan as it is by 1% after a merge cost. Only for items of equal cost (the FlashAttention grid,
+// batches of equal lengths); the model is sm90_head_section's: a job costs its KV tiles + 2, each
+// job goes to the least-loaded CTA. Rewrites p.work and the partial rows; returns the tail items.
 int64_t plan_fa3_tail(AttnPlan& p, int64_t group, const PlanOptions& opt, std::vector<int32_t>& tail_splits) {
   const int64_t H = opt.num_kv_heads, N = p.num_work(), jobs = N * H;
   const int64_t G = std::min<int64_t>(jobs, opt.target_ctas);
@@ -99,11 +107,7 @@ int64_t plan_fa3_tail(AttnPlan& p, int64_t group, const PlanOptions& opt, std::v
     partials += tile0_tokens(p, b, group) * pieces;
   }
   // The float workspace must hold them (a plan that fits without the tail split keeps fitting).
-  if (opt.float_workspace_bytes > 0) {  // the layout rule of the float workspace (below in plan_attention)
-    const int64_t row_bytes = int64_t(opt.num_qo_heads) * opt.head_dim * opt.out_elem_bytes;
-    const int64_t lse_bytes = int64_t(opt.num_qo_heads) * 4;
-    if (aligned(partials * row_bytes) + aligned(partials * lse_bytes) > opt.float_workspace_bytes) return 0;
-  }
+  if (opt.float_workspace_bytes > 0 && partials_bytes(opt, partials) > opt.float_workspace_bytes) return 0;
   std::vector<PlanWorkItem> work, tail;
   std::vector<bool> is_tail(N, false);
   for (int64_t t = 0; t < best_k; ++t) is_tail[firsts[t]] = true;
@@ -391,10 +395,10 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
   // Its capacity P follows from the buffer size alone, so the layout never moves between plans.
   const int64_t row_bytes = int64_t(opt.num_qo_heads) * opt.head_dim * opt.out_elem_bytes;
   const int64_t lse_bytes = int64_t(opt.num_qo_heads) * 4;
-  p.float_workspace_bytes = p.num_partials ? aligned(p.num_partials * row_bytes) + aligned(p.num_partials * lse_bytes) : 0;
+  p.float_workspace_bytes = partials_bytes(opt, p.num_partials);
   if (opt.float_workspace_bytes > 0) {
     int64_t cap = opt.float_workspace_bytes / (row_bytes + lse_bytes);
-    while (cap > 0 && aligned(cap * row_bytes) + aligned(cap * lse_bytes) > opt.float_workspace_bytes) --cap;
+    while (cap > 0 && partials_bytes(opt, cap) > opt.float_workspace_bytes) --cap;
     p.partial_capacity = cap;
     p.off_partial_lse = aligned(cap * row_bytes);
     if (p.num_partials > cap)
