@@ -72,6 +72,11 @@ struct Config {
   // registers in 16-byte chunks after a transpose among the 4 threads of a row (with the 64-token tile
   // this ran 0.98x causal: the buffer's turns cost nothing the other warpgroup does not hide).
   static constexpr bool kOBuffer = kQBuffers > 1;
+  // Softmax turns (D 128): besides the pingpong of matrix issues, the two warpgroups' softmaxes
+  // alternate, so that neither shares the MUFU pipe (exponentials, bf16 packs) with the other's:
+  // 1.003-1.005x at seqlen 4096-16384 non-causal (H200, 2026-11-22, ci/sm90_exp.sh, two rounds). D 64 /
+  // 256 ran 0.98x / 0.95x with them; releasing the turn after the bf16 packs instead ran 0.99x at D 128.
+  static constexpr bool kSoftmaxTurns = D == 128;
   static constexpr bool kORegs = D == 256 && kN > 64;
   static constexpr int kORows = kOBuffer ? kM : kORegs ? 0 : 64;
   static constexpr int kTileO = kORows * D * 2;
@@ -352,17 +357,14 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     auto turn_wait = [&]() {};
     auto turn_pass = [&]() {};
 #endif
-    // Softmax turns at D 128: the two warpgroups' softmaxes also alternate (named barriers 8 + wg), so
-    // that neither shares the MUFU pipe (exponentials, bf16 packs) with the other's: 1.003-1.005x at
-    // seqlen 4096-16384 non-causal (H200, 2026-11-22, ci/sm90_exp.sh, two rounds). D 64 / 256 ran
-    // 0.98x / 0.95x with it; releasing the turn after the bf16 packs instead ran 0.99x at D 128.
+    // Softmax turns (Config::kSoftmaxTurns): named barrier 8 + wg is this warpgroup's turn to run a softmax.
     auto sm_wait = [&]() {
-      if constexpr (D == 128) named_barrier_sync(8 + wg, 256);
+      if constexpr (C::kSoftmaxTurns) named_barrier_sync(8 + wg, 256);
     };
     auto sm_pass = [&]() {
-      if constexpr (D == 128) named_barrier_arrive(8 + (wg ^ 1), 256);
+      if constexpr (C::kSoftmaxTurns) named_barrier_arrive(8 + (wg ^ 1), 256);
     };
-    if (D == 128 && wg == 1) named_barrier_arrive(8, 256);
+    if (C::kSoftmaxTurns && wg == 1) named_barrier_arrive(8, 256);
     KV_SPAN(0, wt == 0 && wg == 0);
     auto read_slot = [&](int jc) {
       mbar_wait(q_full(jc), q_round(jc));
@@ -494,10 +496,6 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       }
     };
 
-    // ---- epilogue of job jc (js: its slot). O, normalised and in the output dtype, goes through this
-    // warpgroup's 64 rows of the O buffer, so that the global stores are whole 16-byte chunks along rows
-    // (direct 4-byte stores from the accumulator layout cost a tile's time). LSE from registers (mo, lo:
-    // the job's final maxima and sums).
     // Shared O buffer (D 256, 64-token KV tile): warpgroup 0 has it first; each hands it to the other
     // once its rows have left (o_pass), and waits for it back before its next epilogue (o_take).
     auto o_take = [&]() {
@@ -508,11 +506,20 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     };
     if (wg == 1) o_pass();
 
+    // ---- epilogue of job jc (js: its slot). O, normalised and in the output dtype, leaves in whole
+    // 16-byte chunks along rows (direct 4-byte stores from the accumulator layout cost a tile's time):
+    // through this warpgroup's 64 rows of the O buffer, or (kORegs) from registers after a transpose.
+    // LSE from registers (mo, lo: the job's final maxima and sums).
     auto epilogue = [&](const JobSlot& js, const float (&mo)[2], const float (&lo)[2]) {
       const JobRange& r = js.r;
       const int kvh = js.kvh;
       const int rbase = r.row0 + wg * 64 + warp * 16 + g;  // packed row of h = 0 (h = 1: + 8)
       const float poison = (p.req_bad && p.page_size > 0 && p.req_bad[js.request]) ? NAN : 0.f;
+      // Output (or partial) row of query qi, head `head`.
+      auto out_row = [&](int64_t qi, int head) {
+        return js.partial < 0 ? static_cast<T*>(p.o) + (js.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
+                              : static_cast<T*>(p.partial_o) + ((js.partial + qi * js.splits) * p.num_qo_heads + head) * D;
+      };
       // Row h's sum over its 4 threads, and its LSE (output or partial row) from the thread with tq 0.
       auto row_sum = [&](int h) {
         float sum = lo[h];
@@ -539,9 +546,8 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
           const int pr = rbase + 8 * h;
           T* dst = nullptr;
           if (pr < r.packed_rows) {
-            const int qi = div_group(p, pr), head = kvh * group + pr - qi * group;
-            dst = js.partial < 0 ? static_cast<T*>(p.o) + int64_t(js.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
-                                 : static_cast<T*>(p.partial_o) + ((int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head) * D;
+            const int qi = div_group(p, pr);
+            dst = out_row(qi, kvh * group + pr - qi * group);
           }
 #pragma unroll
           for (int k = 0; k < D / 32; ++k) {
@@ -564,72 +570,68 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
           }
         }
       } else {
-      constexpr int kOR = C::kORows;
-      const uint32_t so = sO + (C::kOBuffer ? wg * 64 * 128 : 0);  // this warpgroup's first row of each 64-column block
-      if constexpr (C::kOBuffer) {
-        // The previous job's O has left the buffer: its TMA store has read it (wt 0 issued it), and
-        // every thread has read its chunks.
-        if (wt == 0) cute::tma_store_wait<0>();
-        named_barrier_sync(3 + wg, 128);
-      } else {
-        o_take();
-      }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const float sum = row_sum(h), inv = sum > 0.f ? fast_rcp(sum) : 0.f;
-        const int rr = warp * 16 + g + 8 * h;  // row within this warpgroup's 64
-#pragma unroll
-        for (int j = 0; j < D / 8; ++j)
-          *reinterpret_cast<uint32_t*>(gsmem + (so - base) + sw128<kOR>(rr, j) + 4 * tq) =
-              pack2<T>(o[4 * j + 2 * h] * inv + poison, o[4 * j + 2 * h + 1] * inv + poison);
-        store_lse(h, sum);
-      }
-      KV_TRACE(1, 17, tr);
-      if (p.o_tma && js.partial < 0 && r.row0 + kM <= r.packed_rows) {
-        // Every row of the tile belongs to the request: one TMA store per 64 columns of this
-        // warpgroup's 64 rows; a shared O buffer goes to the other warpgroup once the store has read it.
-        fence_proxy_async();  // this thread's shared writes, before the async proxy reads them
-        named_barrier_sync(3 + wg, 128);
-        KV_TRACE(1, 18, tr);
-        if (wt == 0) {
-#pragma unroll
-          for (int c = 0; c < D / 64; ++c)
-            cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kOR * 128, c * 64, 0, kvh,
-                                          js.qo_begin + div_group(p, r.row0 + wg * 64));
-          cute::tma_store_arrive();
-          if constexpr (!C::kOBuffer) cute::tma_store_wait<0>();
+        constexpr int kOR = C::kORows;
+        const uint32_t so = sO + (C::kOBuffer ? wg * 64 * 128 : 0);  // this warpgroup's first row of each 64-column block
+        if constexpr (C::kOBuffer) {
+          // The previous job's O has left the buffer: its TMA store has read it (wt 0 issued it), and
+          // every thread has read its chunks.
+          if (wt == 0) cute::tma_store_wait<0>();
+          named_barrier_sync(3 + wg, 128);
+        } else {
+          o_take();
         }
-        if constexpr (!C::kOBuffer) {
-          __syncwarp();  // lane 0 of warp 0 saw the store read the buffer
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float sum = row_sum(h), inv = sum > 0.f ? fast_rcp(sum) : 0.f;
+          const int rr = warp * 16 + g + 8 * h;  // row within this warpgroup's 64
+#pragma unroll
+          for (int j = 0; j < D / 8; ++j)
+            *reinterpret_cast<uint32_t*>(gsmem + (so - base) + sw128<kOR>(rr, j) + 4 * tq) =
+                pack2<T>(o[4 * j + 2 * h] * inv + poison, o[4 * j + 2 * h + 1] * inv + poison);
+          store_lse(h, sum);
+        }
+        KV_TRACE(1, 17, tr);
+        if (p.o_tma && js.partial < 0 && r.row0 + kM <= r.packed_rows) {
+          // Every row of the tile belongs to the request: one TMA store per 64 columns of this
+          // warpgroup's 64 rows; a shared O buffer goes to the other warpgroup once the store has read it.
+          fence_proxy_async();  // this thread's shared writes, before the async proxy reads them
+          named_barrier_sync(3 + wg, 128);
+          KV_TRACE(1, 18, tr);
+          if (wt == 0) {
+#pragma unroll
+            for (int c = 0; c < D / 64; ++c)
+              cute::SM90_TMA_STORE_4D::copy(&p.tma_o, gsmem + (so - base) + c * kOR * 128, c * 64, 0, kvh,
+                                            js.qo_begin + div_group(p, r.row0 + wg * 64));
+            cute::tma_store_arrive();
+            if constexpr (!C::kOBuffer) cute::tma_store_wait<0>();
+          }
+          if constexpr (!C::kOBuffer) {
+            __syncwarp();  // lane 0 of warp 0 saw the store read the buffer
+            o_pass();
+          }
+        } else {
+          named_barrier_sync(3 + wg, 128);
+          // Chunks into registers, then 16-byte global stores.
+          constexpr int kCpr = D / 8, kRowStep = 128 / kCpr, kPasses = 64 / kRowStep;  // 16-byte chunks per row
+          const int c = wt % kCpr, rr0 = wt / kCpr;
+          uint4 chunk[kPasses];
+#pragma unroll
+          for (int i = 0; i < kPasses; ++i)
+            chunk[i] = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kOR>(rr0 + i * kRowStep, c));
+          // Row pr = (query qi, head g of the group); one division, then steps of kRowStep rows (the
+          // epilogue's instruction count is on the critical path when both warpgroups end a job).
+          const int pr0 = r.row0 + wg * 64 + rr0;
+          const unsigned ug = unsigned(group), dq = kRowStep / ug, dg = kRowStep % ug;
+          unsigned qi = unsigned(div_group(p, pr0));
+          unsigned gi = unsigned(pr0) - qi * ug;
+#pragma unroll
+          for (int i = 0; i < kPasses; ++i, qi += dq, gi += dg) {
+            if (gi >= ug) gi -= ug, ++qi;
+            if (pr0 + i * kRowStep >= r.packed_rows) break;
+            *reinterpret_cast<uint4*>(out_row(qi, kvh * group + int(gi)) + c * 8) = chunk[i];
+          }
           o_pass();
         }
-      } else {
-        named_barrier_sync(3 + wg, 128);
-        // Chunks into registers, then 16-byte global stores.
-        constexpr int kCpr = D / 8, kRowStep = 128 / kCpr, kPasses = 64 / kRowStep;  // 16-byte chunks per row
-        const int c = wt % kCpr, rr0 = wt / kCpr;
-        uint4 chunk[kPasses];
-#pragma unroll
-        for (int i = 0; i < kPasses; ++i)
-          chunk[i] = *reinterpret_cast<const uint4*>(gsmem + (so - base) + sw128<kOR>(rr0 + i * kRowStep, c));
-        // Row pr = (query qi, head g of the group); one division, then steps of kRowStep rows (the
-        // epilogue's instruction count is on the critical path when both warpgroups end a job).
-        const int pr0 = r.row0 + wg * 64 + rr0;
-        const unsigned ug = unsigned(group), dq = kRowStep / ug, dg = kRowStep % ug;
-        unsigned qi = unsigned(div_group(p, pr0));
-        unsigned gi = unsigned(pr0) - qi * ug;
-#pragma unroll
-        for (int i = 0; i < kPasses; ++i, qi += dq, gi += dg) {
-          if (gi >= ug) gi -= ug, ++qi;
-          if (pr0 + i * kRowStep >= r.packed_rows) break;
-          const int head = kvh * group + int(gi);
-          T* dst = js.partial < 0
-                       ? static_cast<T*>(p.o) + int64_t(js.qo_begin + qi) * p.o_stride_n + int64_t(head) * p.o_stride_h
-                       : static_cast<T*>(p.partial_o) + ((int64_t(js.partial) + int64_t(qi) * js.splits) * p.num_qo_heads + head) * D;
-          *reinterpret_cast<uint4*>(dst + c * 8) = chunk[i];
-        }
-        o_pass();
-      }
       }
       KV_TRACE(1, 16, tr);
     };
