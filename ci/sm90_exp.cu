@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <map>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "sm90/attention_launch.cuh"
@@ -23,29 +24,56 @@ using namespace kvinfer;
 using namespace kvinfer::detail;
 
 #ifdef KVINFER_EXP_TRACE
-// Mean cycles between consecutive events (code a -> next code b) over the recorded timeline of a side.
+// Median cycles between consecutive events (code a -> next code b) over the recorded timeline of a side
+// (medians: a rare wrapped or cross-launch stamp would swamp a mean).
 static void trace_report() {
   static unsigned long long t[2][4096];
   cudaMemcpyFromSymbol(t, attn90::g_trace, sizeof(t));
   const char* names[2] = {"producer", "consumer"};
   for (int side = 0; side < 2; ++side) {
-    std::map<std::pair<int, int>, std::pair<double, int>> seg;  // (code, next code) -> (sum, count)
+    std::map<std::pair<int, int>, std::vector<long long>> seg;  // (code, next code) -> deltas
     int n = 0;
     while (n < 4096 && t[side][n]) ++n;
     std::vector<long long> job_start;
     for (int i = 0; i + 1 < n; ++i) {
       const int a = int(t[side][i] & 255), b = int(t[side][i + 1] & 255);
       const long long d = (long long)(t[side][i + 1] >> 8) - (long long)(t[side][i] >> 8);
-      auto& e = seg[{a, b}];
-      e.first += double(d), e.second += 1;
+      seg[{a, b}].push_back(d);
       if (a == (side ? 1 : 20)) job_start.push_back((long long)(t[side][i] >> 8));
     }
     printf("  %s: %d events, %zu jobs", names[side], n, job_start.size());
-    if (job_start.size() > 2)
-      printf(", mean job %.0f cycles", double(job_start.back() - job_start.front()) / (job_start.size() - 1));
+    if (job_start.size() > 2) {
+      std::vector<long long> dj;
+      for (size_t i = 1; i < job_start.size(); ++i) dj.push_back(job_start[i] - job_start[i - 1]);
+      std::nth_element(dj.begin(), dj.begin() + dj.size() / 2, dj.end());
+      printf(", median job %lld cycles", dj[dj.size() / 2]);
+    }
     printf("\n   ");
-    for (auto& [k, v] : seg) printf(" %d>%d:%.0f(x%d)", k.first, k.second, v.first / v.second, v.second);
+    for (auto& [k, v] : seg) {
+      std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+      printf(" %d>%d:%lld(x%zu)", k.first, k.second, v[v.size() / 2], v.size());
+    }
     printf("\n");
+  }
+}
+// CTA 0's merged producer (P) / consumer warpgroup 0 (C) events around its 9th job start (consumer code
+// 1), in cycles from it: which side waits at a job boundary.
+static void trace_boundary() {
+  static unsigned long long t[2][4096];
+  cudaMemcpyFromSymbol(t, attn90::g_trace, sizeof(t));
+  std::vector<std::tuple<long long, int, int>> ev;  // (time, side, code)
+  for (int side = 0; side < 2; ++side)
+    for (int i = 0; i < 4096 && t[side][i]; ++i) ev.emplace_back((long long)(t[side][i] >> 8), side, int(t[side][i] & 255));
+  std::sort(ev.begin(), ev.end());
+  int starts = 0;
+  for (size_t i = 0; i < ev.size(); ++i) {
+    if (std::get<1>(ev[i]) != 1 || std::get<2>(ev[i]) != 1 || ++starts != 9) continue;
+    const long long t0 = std::get<0>(ev[i]);
+    printf("  boundary:");
+    for (size_t j = i > 40 ? i - 40 : 0; j < ev.size() && j < i + 14; ++j)
+      printf(" %c%d@%lld", std::get<1>(ev[j]) ? 'C' : 'P', std::get<2>(ev[j]), std::get<0>(ev[j]) - t0);
+    printf("\n");
+    return;
   }
 }
 // Load balance over the grid: each CTA's consumer span (first job start to last job end, ns).
@@ -149,6 +177,7 @@ static int run(int L, bool causal, int H) {
          p.head_section, int(claimed), int(p.use_tma), int(p.q_tma), ms * 1e3, flops / (ms * 1e-3) / 1e12, cudaGetErrorString(cudaGetLastError()));
 #ifdef KVINFER_EXP_TRACE
   trace_report();
+  trace_boundary();
   span_report(p.grid_x);
 #endif
   cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(p.sched), cudaFree(ids), cudaFree(page_off);
