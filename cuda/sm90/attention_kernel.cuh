@@ -314,26 +314,27 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       // K runs one tile ahead of V: K_t, V_{t-1}, K_{t+1}, ... The consumers free a K stage after its
       // S (step t) and a V stage after its P V (step t + 1), so K_{t+1} no longer waits behind the
       // later V stage. Paged: a tile's page id is loaded before its K stage waits (latency hidden).
-      // The next job is resolved (claim, work item) before this job's last V load, while that load
-      // waits for its stage: the next Q and K_0 can then go out as soon as their buffers are free, not
-      // after the claim's and the item's round trips (last V -> next job 2,600-3,100 -> 700-1,000 cycles;
-      // D 128 non-causal 1.01-1.02x, D 256 unchanged; H200, 2026-11-22, ci/ab_sm90.sh, two rounds).
-      Job next{};
-      int next_kvh = 0, next_w = w;
-      JobRange next_r{};
-      bool next_have = false;
       int box_prev = 0;
-      for (int t = 0; t <= r.num_tiles; ++t) {
-        if (t == r.num_tiles) next_w = next_job(w), next_have = resolve(next_w, next, next_kvh, next_r);
+      for (int t = 0; t < r.num_tiles; ++t) {
         int box_id = 0;
-        if (t < r.num_tiles) {
-          if (tile_tma(t) && box_issuer)
-            box_id = __ldg(p.kv_indices + job.kv_base + (r.tile_start + t * kN) / p.page_size + box / (D / 64));
-          load_operand(0, t, box_id);
-        }
+        if (tile_tma(t) && box_issuer)
+          box_id = __ldg(p.kv_indices + job.kv_base + (r.tile_start + t * kN) / p.page_size + box / (D / 64));
+        load_operand(0, t, box_id);
         if (t > 0) load_operand(1, t - 1, box_prev);
         box_prev = box_id;
       }
+      // The next job is resolved (claim, work item) before this job's last V load, while that load
+      // waits for its stage: the next Q and K_0 can then go out as soon as their buffers are free, not
+      // after the claim's and the item's round trips (trace: last V -> next job 2,600-3,100 -> 700-1,000
+      // cycles). Short D 128 jobs gain most: seqlen 512 non-causal 463-472 -> 494-525 TFLOP/s, causal
+      // 512 / 1024 328-332 / 437-459 -> 345-356 / 477-486 (bench_prefill, three runs each side, H200,
+      // 2026-11-22); long jobs and D 64 / 256 within noise. After the tile loop, so that the next job's
+      // registers are not live in it: inside it they spilled (56 producer registers), paged KV 0.94x.
+      Job next{};
+      int next_kvh = 0, next_w = next_job(w);
+      JobRange next_r{};
+      const bool next_have = resolve(next_w, next, next_kvh, next_r);
+      if (r.num_tiles > 0) load_operand(1, r.num_tiles - 1, box_prev);
       it += r.num_tiles;
       w = next_w, job = next, kvh = next_kvh, r = next_r, have = next_have;
     }
