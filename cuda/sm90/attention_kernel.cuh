@@ -173,24 +173,35 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       named_barrier_sync(5, 128);
       return *word;
     };
-    // The first job with rows at or after w in this CTA's order (the planner never emits a tile
-    // without rows); false past the end of the list.
-    auto resolve = [&](int& jw, Job& jb, int& jkvh, JobRange& jr) {
-      for (; jw < num_jobs; jw = next_job(jw)) {
-        int item;
-        job_of(p, head_section, tail_items, jw, num_items, item, jkvh);
-        load_job(p, item, jb);
-        jr = job_range<kN>(p, jb);
-        if (jr.row0 < jr.packed_rows) return true;
-      }
-      return false;
+    // The first job with rows at list index w or after it in this CTA's order (the planner never
+    // emits a tile without rows); have is false past the end of the list.
+    struct Resolved {
+      int w, kvh;
+      Job job;
+      JobRange r;
+      bool have;
     };
-    int it = 0, w = blockIdx.x;
-    Job job{};
-    int kvh = 0;
-    JobRange r{};
-    bool have = resolve(w, job, kvh, r);
+    auto resolve = [&](int w) {
+      Resolved x{w, 0, Job{}, JobRange{}, false};
+      for (; x.w < num_jobs; x.w = next_job(x.w)) {
+        int item;
+        job_of(p, head_section, tail_items, x.w, num_items, item, x.kvh);
+        load_job(p, item, x.job);
+        x.r = job_range<kN>(p, x.job);
+        if (x.r.row0 < x.r.packed_rows) {
+          x.have = true;
+          break;
+        }
+      }
+      return x;
+    };
+    int it = 0;
+    Resolved cur = resolve(blockIdx.x);
     for (int jc = 0;; ++jc) {
+      const Job& job = cur.job;
+      JobRange& r = cur.r;
+      const int kvh = cur.kvh;
+      const bool have = cur.have;
       KV_TRACE(0, 20, tid == 0);
       // The slot and the Q tile, once the consumers are done with the buffer's previous job. Q by TMA:
       // one box per 64 columns holds the tile's 128 packed rows (rows past the request's end hold
@@ -330,13 +341,10 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       // 512 / 1024 328-332 / 437-459 -> 345-356 / 477-486 (bench_prefill, three runs each side, H200,
       // 2026-11-22); long jobs and D 64 / 256 within noise. After the tile loop, so that the next job's
       // registers are not live in it: inside it they spilled (56 producer registers), paged KV 0.94x.
-      Job next{};
-      int next_kvh = 0, next_w = next_job(w);
-      JobRange next_r{};
-      const bool next_have = resolve(next_w, next, next_kvh, next_r);
+      const Resolved next = resolve(next_job(cur.w));
       if (r.num_tiles > 0) load_operand(1, r.num_tiles - 1, box_prev);
       it += r.num_tiles;
-      w = next_w, job = next, kvh = next_kvh, r = next_r, have = next_have;
+      cur = next;
     }
     // The last CTA out resets the claim counters for the next launch (graph replays included): every
     // CTA counts itself out after its last claim, so no claim follows the reset.
