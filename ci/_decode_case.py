@@ -11,6 +11,11 @@ PS, HQ, HKV, D = 16, 32, 8, 128
 REPS = 30
 
 
+def shapes_from_argv(argv, default):
+    """Decode shapes from command-line words "BxL" (batch x KV length), or `default` when there are none."""
+    return [tuple(map(int, a.split("x"))) for a in argv] or default
+
+
 def decode_case(batch, kv_len):
     """(kv_indptr, page ids on the device, last_page_len, q [batch, HQ, D], cuDNN µs): the page table of
     `batch` requests of kv_len tokens, pages 0 .. batch * pages-per-request in a random order."""

@@ -12,15 +12,15 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 import _common  # noqa: E402
-from _decode_case import D, HKV, HQ, PS, REPS, decode_case, paged_cache  # noqa: E402
+from _decode_case import D, HKV, HQ, PS, REPS, decode_case, paged_cache, shapes_from_argv  # noqa: E402
 
 import kvinfer  # noqa: E402
 
 
 def main():
     _common.calibrate_sleep()
-    shapes = [tuple(map(int, s.split("x"))) for s in sys.argv[1:]] or [
-        (1, 32768), (16, 2048), (16, 8192), (64, 2048), (128, 2048), (256, 2048), (64, 8192)]
+    shapes = shapes_from_argv(sys.argv[1:], [
+        (1, 32768), (16, 2048), (16, 8192), (64, 2048), (128, 2048), (256, 2048), (64, 8192)])
     ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
     for batch, kv_len in shapes:
         indptr, idx, last, q, cudnn = decode_case(batch, kv_len)
