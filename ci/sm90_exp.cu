@@ -24,11 +24,10 @@ using namespace kvinfer;
 using namespace kvinfer::detail;
 
 #ifdef KVINFER_EXP_TRACE
+using Trace = unsigned long long[2][4096];  // attn90::g_trace: CTA 0's (clock << 8 | code) per side
 // Median cycles between consecutive events (code a -> next code b) over the recorded timeline of a side
 // (medians: a rare wrapped or cross-launch stamp would swamp a mean).
-static void trace_report() {
-  static unsigned long long t[2][4096];
-  cudaMemcpyFromSymbol(t, attn90::g_trace, sizeof(t));
+static void trace_report(const Trace& t) {
   const char* names[2] = {"producer", "consumer"};
   for (int side = 0; side < 2; ++side) {
     std::map<std::pair<int, int>, std::vector<long long>> seg;  // (code, next code) -> deltas
@@ -58,9 +57,7 @@ static void trace_report() {
 }
 // CTA 0's merged producer (P) / consumer warpgroup 0 (C) events around its 9th job start (consumer code
 // 1), in cycles from it: which side waits at a job boundary.
-static void trace_boundary() {
-  static unsigned long long t[2][4096];
-  cudaMemcpyFromSymbol(t, attn90::g_trace, sizeof(t));
+static void trace_boundary(const Trace& t) {
   std::vector<std::tuple<long long, int, int>> ev;  // (time, side, code)
   for (int side = 0; side < 2; ++side)
     for (int i = 0; i < 4096 && t[side][i]; ++i) ev.emplace_back((long long)(t[side][i] >> 8), side, int(t[side][i] & 255));
@@ -176,8 +173,10 @@ static int run(int L, bool causal, int H) {
   printf("D=%d KV=%d L=%d H=%d causal=%d page=%d hs=%d claimed=%d tma=%d/%d: %.1f us, %.0f TFLOP/s (%s)\n", D, KV, L, H, causal, ps,
          p.head_section, int(claimed), int(p.use_tma), int(p.q_tma), ms * 1e3, flops / (ms * 1e-3) / 1e12, cudaGetErrorString(cudaGetLastError()));
 #ifdef KVINFER_EXP_TRACE
-  trace_report();
-  trace_boundary();
+  static Trace trace;  // CTA 0's events (both sides), read once for both reports
+  cudaMemcpyFromSymbol(trace, attn90::g_trace, sizeof(trace));
+  trace_report(trace);
+  trace_boundary(trace);
   span_report(p.grid_x);
 #endif
   cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(p.sched), cudaFree(ids), cudaFree(page_off);
