@@ -59,6 +59,20 @@ struct SwizzledFrag {
   }
 };
 
+// The same offsets for a tile stored as D / 64 column blocks of [kRows][64] (128-byte rows, chunk c of
+// row r at c ^ (r % 8)), the decode tile's K / V stages: row offsets independent of D.
+template <int kRows>
+struct BlockedFrag {
+  uint32_t off[4];
+  __device__ __forceinline__ BlockedFrag(int row, int hi) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) off[i] = uint32_t(row * 128 + (((2 * i) ^ hi ^ (row & 7)) << 4));
+  }
+  __device__ __forceinline__ uint32_t at(int blk, int k) const {
+    return off[k & 3] + uint32_t(blk * 16 * 128 + (k >> 2) * kRows * 128);
+  }
+};
+
 // D (16x8 f32) += A (16x16, row) * B (16x8, col).
 template <typename T>
 __device__ __forceinline__ void mma_16816(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1);

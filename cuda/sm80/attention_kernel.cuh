@@ -8,6 +8,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/attn_job.cuh"
 #include "common/mma.cuh"
@@ -54,6 +55,11 @@ struct Config {
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
   static constexpr int kSmemQ = kRows * D * 2;
   static constexpr int kSmemKVStage = kKV * D * 2;
+  // Decode tiles keep each K / V stage as D / 64 column blocks of [kKV][64] (128-byte rows, BlockedFrag)
+  // instead of [kKV][D] rows (SwizzledFrag, the prefill tile's): the row offsets no longer depend on D,
+  // and ptxas drops the decode loop's spills (sm90 D 128: 16 bytes; sm80 D 256: 36-52): 16 x 2048 decode
+  // 39.3 -> 38.6 us, 1 x 32768 43.0 -> 41.9 (H200, 2026-11-22, ci/ab_fa2.sh, two rounds).
+  static constexpr bool kBlockedKV = kDecode;
   static constexpr int kSmemBytes = kSmemQ + 2 * kStages * kSmemKVStage;
   // Decode is latency-bound per CTA: registers are held to 3 CTAs per SM (lean: 6) at D <= 128.
   static constexpr int kMinBlocks = kDecode && D <= 128 ? (kLean ? 6 : 3) : kSplitKV ? 2 : 1;
@@ -120,6 +126,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
   const int lc0 = tid % C::kChunks;
   // Swizzled chunk of row lrow0 + i is lcx ^ (i & 7): lrow0 is a multiple of kLoadRows.
   const int lcx = lc0 ^ (lrow0 & 7);
+  constexpr uint32_t kKVRowBytes = C::kBlockedKV ? 128u : uint32_t(D) * 2u;  // K / V row stride in a stage
+  // This thread's first K / V row and chunk within a stage.
+  const uint32_t lrow_off = C::kBlockedKV ? uint32_t(lrow0 * 128 + (lc0 >> 3) * kKV * 128) : uint32_t(lrow0 * D) * 2u;
 
   // The first job loads alongside the count (a plan's work array holds grid_x items), before the wait
   // for the previous kernel (programmatic launch: they are the plan's, written before that kernel ran).
@@ -201,13 +210,14 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     // K and / or V rows of tile t (the split-phase tile loads them apart; the others together).
     auto load_kv = [&](int t, bool do_k = true, bool do_v = true) {
       const uint32_t stage_off = uint32_t((t % kStages) * kKV * D) * 2u;
-      const uint32_t dk = smem_addr(sK) + stage_off + uint32_t(lrow0 * D) * 2u;
-      const uint32_t dv = smem_addr(sV) + stage_off + uint32_t(lrow0 * D) * 2u;
+      const uint32_t dk = smem_addr(sK) + stage_off + lrow_off;
+      const uint32_t dv = smem_addr(sV) + stage_off + lrow_off;
       const int pos0 = tile_start + t * kKV + lrow0;
       if (!kPrefetch) fetch_ids(t);
       auto copy = [&](int i, const T* sk, const T* sv) {
         const bool ok = pos0 + i < kv_hi;
-        const uint32_t soff = uint32_t(i * D + ((lcx ^ (i & 7)) << 3)) * 2u;
+        const uint32_t soff = C::kBlockedKV ? uint32_t(i * 128 + (((lcx & 7) ^ (i & 7)) << 4))
+                                            : uint32_t(i * D + ((lcx ^ (i & 7)) << 3)) * 2u;
         if (do_k) cp_async_16(dk + soff, ok ? sk : k_head, ok);
         if (do_v) cp_async_16(dv + soff, ok ? sv : v_head, ok);
       };
@@ -265,8 +275,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     // lane % 8 + 8 * (lane / 16), chunk half (lane / 8) % 2), V (B operand, transposed: rows
     // lane % 8 + 8 * ((lane / 8) % 2), chunk half lane / 16).
     const SwizzledFrag<D> fq(lane & 15, lane >> 4);
-    const SwizzledFrag<D> fk((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
-    const SwizzledFrag<D> fv((lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);
+    using KVFrag = std::conditional_t<C::kBlockedKV, BlockedFrag<kKV>, SwizzledFrag<D>>;
+    const KVFrag fk((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
+    const KVFrag fv((lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);
 
     for (int t = 0; t < num_tiles; ++t) {
       if constexpr (C::kSplitKV) {
@@ -284,8 +295,8 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       cp_async_commit();
       // Shared addresses of this warp's Q rows and of its KV rows in this tile's stage.
       const uint32_t q_base = smem_addr(sQ) + uint32_t(wq * kMT * 16 * D) * 2u;
-      const uint32_t k_base = smem_addr(sK) + uint32_t(((t % kStages) * kKV + wk * kKVW) * D) * 2u;
-      const uint32_t v_base = smem_addr(sV) + uint32_t(((t % kStages) * kKV + wk * kKVW) * D) * 2u;
+      const uint32_t kv_off = uint32_t((t % kStages) * kKV * D) * 2u + uint32_t(wk * kKVW) * kKVRowBytes;
+      const uint32_t k_base = smem_addr(sK) + kv_off, v_base = smem_addr(sV) + kv_off;
       const int base = tile_start + t * kKV + wk * kKVW;
 
       // ---- S = Q K^T (16 x kKV per MMA tile); each K fragment feeds kMT MMAs. At D 64 / 256 all of a

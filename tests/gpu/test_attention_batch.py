@@ -106,6 +106,27 @@ def test_decode(i, page_size, group, hkv, layout, dtype, d, kind, feature, tile)
     assert torch.equal(o2, o)
 
 
+@pytest.mark.parametrize("tile", ["auto", "lean"])
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("page_size,layout", [(8, "NHD"), (32, "HND"), (128, "NHD")])
+def test_decode_page_sizes(page_size, layout, d, tile):
+    """Page sizes that tile the decode KV tile (8, 32) or span several tiles (128: a tile then starts
+    inside a page), which the curated cases (1, 5, 16) leave out, on both decode tiles and all head dims."""
+    dtype = "bf16"
+    require(d, dtype)
+    rng = rng_for("decode_pages", page_size, layout, d, tile)
+    kv_lens = [1, 64, 130, 577, 0, 256, 1000, 33]
+    kv = PagedKV(kv_lens, page_size, 2, d, dtype, layout, rng, kind="layer_view")
+    hq = 4 * 2
+    q = randn(rng, (len(kv_lens), hq, d), dtype)
+    w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(workspace(), layout)
+    w._decode_tile = tile
+    w.plan(kv.indptr, kv.indices, kv.last_page_len, hq, 2, d, page_size, q_data_type=DTYPES[dtype])
+    o, s = run_into(w, q, (kv.cache,), dtype, use_out=True)
+    ref_o, ref_s = batch_reference(q, indptr_of([1] * len(kv_lens)), kv.kv)
+    check(o, s, ref_o, ref_s, dtype)
+
+
 def test_decode_skewed_batch_splits():
     """One 32768-token request among 63 short ones: the long one is split across CTAs and merged."""
     d, dtype = compiled(128, "fp16")
