@@ -1,7 +1,8 @@
 """Where a decode plan() spends its host time: the wrapper's plan() against its pieces (C++ planner,
 upload, stream lookup, backend resolution), 256 requests of KV 2048 and 32768 (more work items: split
 requests), page 16, bf16, 32/8 heads, D 128. Medians of 2000 calls, microseconds. Run on the GPU
-machine (the upload needs a device)."""
+machine (the upload needs a device). --cprofile: also the Python profile of 2000 wrapper plan() calls
+(functions by own time), to find the wrapper's share."""
 import os
 import sys
 
@@ -53,6 +54,27 @@ def profile(KV):
         print(f"| {k} | {v:.1f} |")
 
 
+def cprofile(KV=32768):
+    import cProfile
+    import pstats
+    ppr = KV // PS
+    indptr = (np.arange(B + 1) * ppr).astype(np.int32)
+    last = np.full(B, PS, np.int32)
+    idx = torch.randperm(B * ppr, device="cuda").to(torch.int32)
+    w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(torch.empty(256 << 20, dtype=torch.uint8, device="cuda"))
+    call = lambda: w.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16)  # noqa: E731
+    for _ in range(100):
+        call()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(2000):
+        call()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
 if __name__ == "__main__":
     for kv in (2048, 32768):
         profile(kv)
+    if "--cprofile" in sys.argv:
+        cprofile()
