@@ -124,10 +124,11 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
   static_assert(kKV * C::kChunks % kNT == 0 && kNT % C::kChunks == 0, "loader rows");
   const int lrow0 = (tid / C::kChunks) * kLoadRows;
   const int lc0 = tid % C::kChunks;
-  // Swizzled chunk of row lrow0 + i is lcx ^ (i & 7): lrow0 is a multiple of kLoadRows.
+  // Swizzled chunk of row lrow0 + i is lcx ^ (i & 7): lrow0 is a multiple of kLoadRows (blocked stages:
+  // chunk (lcx % 8) ^ (i & 7) of the row in column block lc0 / 8).
   const int lcx = lc0 ^ (lrow0 & 7);
   constexpr uint32_t kKVRowBytes = C::kBlockedKV ? 128u : uint32_t(D) * 2u;  // K / V row stride in a stage
-  // This thread's first K / V row and chunk within a stage.
+  // Byte offset of this thread's first K / V row (and, blocked, its column block) within a stage.
   const uint32_t lrow_off = C::kBlockedKV ? uint32_t(lrow0 * 128 + (lc0 >> 3) * kKV * 128) : uint32_t(lrow0 * D) * 2u;
 
   // The first job loads alongside the count (a plan's work array holds grid_x items), before the wait
