@@ -5,6 +5,7 @@ q is [qo_len, H_qo, D] ([H_qo, D] for decode); k/v are [kv_len, H_kv, D] (NHD) o
 of H_kv (GQA/MQA). LSE is base 2, fp32. Long KV ranges are split across CTAs and merged on the device.
 """
 import functools
+import math
 import os
 
 from . import _C
@@ -90,9 +91,19 @@ def _check_pos_encoding(pos_encoding_mode):
 
 
 def _options(sm_scale, logits_soft_cap, window_left):
-    return (0.0 if sm_scale is None else float(sm_scale),
-            0.0 if not logits_soft_cap else float(logits_soft_cap),
-            -1 if window_left is None else int(window_left))
+    """(sm_scale, soft cap, window) as the C++ options take them (0: 1 / sqrt(head_dim); 0: no cap; -1: no
+    window), after checking them: the kernels' softmax assumes a positive scale, and a negative cap or window
+    would otherwise be read as "none"."""
+    sm = 0.0 if sm_scale is None else float(sm_scale)
+    if sm_scale is not None and not (math.isfinite(sm) and sm > 0):
+        raise ValueError(f"sm_scale: expected a positive finite number (None: 1 / sqrt(head_dim)), got {sm_scale!r}")
+    cap = 0.0 if not logits_soft_cap else float(logits_soft_cap)
+    if not (math.isfinite(cap) and cap >= 0):
+        raise ValueError(f"logits_soft_cap: expected a finite number >= 0 (0 or None: no cap), got {logits_soft_cap!r}")
+    wl = -1 if window_left is None else int(window_left)
+    if wl < -1:
+        raise ValueError(f"window_left: expected -1 (no window) or a number of keys >= 0, got {window_left!r}")
+    return sm, cap, wl
 
 
 def _device_index(x):
@@ -119,8 +130,8 @@ def single_prefill_with_kv_cache(q, k, v, custom_mask=None, packed_custom_mask=N
     last qo_len positions).
     """
     _check_pos_encoding(pos_encoding_mode)
-    c = Call(q, stream)
     sm, cap, wl = _options(sm_scale, logits_soft_cap, window_left)
+    c = Call(q, stream)
     shape = tuple(q.shape)
     if len(shape) != 3:
         raise ValueError(f"q: expected [qo_len, num_qo_heads, head_dim], got shape {list(shape)}")

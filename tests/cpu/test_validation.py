@@ -128,3 +128,21 @@ def test_ragged_merge_indptr_checks():
         kvinfer.merge_states(v, s, indptr=np.array([0, 2, 6], np.int32), lse_out=np.empty((3, 3), np.float32))
     with raises(ValueError, "v", "CUDA device"):
         kvinfer.merge_states(v, s, indptr=np.array([0, 2, 6], np.int32))
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(sm_scale=-0.5), "sm_scale"),
+    (dict(sm_scale=0.0), "sm_scale"),
+    (dict(sm_scale=float("nan")), "sm_scale"),
+    (dict(logits_soft_cap=-30.0), "logits_soft_cap"),
+    (dict(logits_soft_cap=float("inf")), "logits_soft_cap"),
+    (dict(window_left=-2), "window_left"),
+])
+def test_attention_options(kwargs, name):
+    """A negative or non-finite scale or cap and a window below -1 are rejected by name (the C++ options
+    read 0 / negative values as "default" / "none", which would silently change the call's meaning)."""
+    q, k, v = (rng.standard_normal(s).astype(np.float16) for s in ((4, 2, 64), (9, 2, 64), (9, 2, 64)))
+    with raises(ValueError, name):
+        kvinfer.single_prefill_with_kv_cache(q, k, v, **kwargs)
+    with raises(ValueError, name):
+        kvinfer.single_decode_with_kv_cache(q[0], k, v, **kwargs)
