@@ -409,9 +409,13 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
           // exp2((x - max) * scale) as one FFMA per element; m stays in logit units.
-          const float mu = (mx == -INFINITY ? 0.f : mx) * scale;
-          const float corr = fast_exp2(m[mt][h] * scale - mu);
-          m[mt][h] = mx;
+          // Lazy rescaling: the running max moves only when this tile's exceeds it by more than 8 (log2
+          // units), so P stays below 2^8 and most tiles leave O and l as they are (corr exactly 1).
+          const bool move = (mx - m[mt][h]) * scale > 8.f;  // the first tile: m = -inf; both -inf: NaN, false
+          const float mk = move ? mx : m[mt][h];
+          const float mu = (mk == -INFINITY ? 0.f : mk) * scale;
+          const float corr = move ? fast_exp2(m[mt][h] * scale - mu) : 1.f;
+          m[mt][h] = mk;
           float sum = 0.f;
 #pragma unroll
           for (int n = 0; n < kNS; ++n) {
