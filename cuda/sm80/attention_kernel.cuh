@@ -56,9 +56,9 @@ struct Config {
   static constexpr int kSmemQ = kRows * D * 2;
   static constexpr int kSmemKVStage = kKV * D * 2;
   // Decode tiles keep each K / V stage as D / 64 column blocks of [kKV][64] (128-byte rows, BlockedFrag)
-  // instead of [kKV][D] rows (SwizzledFrag, the prefill tile's): the row offsets no longer depend on D,
-  // and ptxas drops the decode loop's spills (sm90 D 128: 16 bytes; sm80 D 256: 36-52): 16 x 2048 decode
-  // 39.3 -> 38.6 us, 1 x 32768 43.0 -> 41.9 (H200, 2026-11-22, ci/ab_fa2.sh, two rounds).
+  // instead of [kKV][D] rows (SwizzledFrag, the prefill tile's): the row offsets no longer depend on D and
+  // the sm90 D 128 wide tile's 16-byte spill goes (speed unchanged, H200, 2026-11-22); it is also the layout
+  // TMA boxes with 128-byte swizzle write. The prefill tile ran 0.98x with it (D 128), so it keeps rows.
   static constexpr bool kBlockedKV = kDecode;
   static constexpr int kSmemBytes = kSmemQ + 2 * kStages * kSmemKVStage;
   // Decode is latency-bound per CTA: registers are held to 3 CTAs per SM (lean: 6) at D <= 128.
