@@ -12,6 +12,7 @@
 
 #include "common/attn_job.cuh"
 #include "common/mma.cuh"
+#include "common/online_softmax.cuh"
 #include "common/types.cuh"
 #include "launch.h"
 #include "sm80/split_merge.cuh"
@@ -408,14 +409,10 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
           for (int n = 0; n < kNS; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-          // exp2((x - max) * scale) as one FFMA per element; m stays in logit units.
-          // Lazy rescaling: the running max moves only when this tile's exceeds it by more than 8 (log2
-          // units), so P stays below 2^8 and most tiles leave O and l as they are (corr exactly 1).
-          const bool move = (mx - m[mt][h]) * scale > 8.f;  // the first tile: m = -inf; both -inf: NaN, false
-          const float mk = move ? mx : m[mt][h];
-          const float mu = (mk == -INFINITY ? 0.f : mk) * scale;
-          const float corr = move ? fast_exp2(m[mt][h] * scale - mu) : 1.f;
-          m[mt][h] = mk;
+          // exp2((x - max) * scale) as one FFMA per element; m stays in logit units (lazy: lazy_max_step).
+          const MaxStep ms = lazy_max_step(m[mt][h], mx, scale);
+          const float mu = ms.mu, corr = ms.corr;
+          m[mt][h] = ms.m;
           float sum = 0.f;
 #pragma unroll
           for (int n = 0; n < kNS; ++n) {

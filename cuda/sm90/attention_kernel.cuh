@@ -39,8 +39,10 @@
 
 #include "common/attn_job.cuh"
 #include "common/mma.cuh"
+#include "common/online_softmax.cuh"
 #include "common/types.cuh"
 #include "launch.h"
+#include "sm90/config.cuh"
 #include "sm90/jobs.cuh"
 #include "sm90/primitives.cuh"
 
@@ -51,51 +53,6 @@ using attn::div_group;
 using attn::key_range;
 using attn::load_job;
 
-template <int D, int KV>
-struct Config {
-  static constexpr int kM = kSm90TileRows;        // packed query rows per CTA tile
-  static constexpr int kConsumers = kM / 64;      // one warpgroup per 64 rows
-  static constexpr int kThreads = 128 * (1 + kConsumers);
-  static constexpr int kN = KV;                   // KV tokens per tile (S: kN / 2 registers per thread)
-  static_assert(KV == sm90_kv_rows(D, false) || KV == sm90_kv_rows(D, true), "KV tile of this head dim");
-  static constexpr int kStages = D == 64 ? (kN > 128 ? 3 : 4) : 2;  // 4 wide D 64 stages would not fit
-  static constexpr int kChunks = D / 8;           // 16-byte chunks per row
-  static constexpr int kTileQ = kM * D * 2, kTileKV = kN * D * 2;
-  // Q is double-buffered where shared memory allows (not at D = 256): the next job's Q then loads
-  // while this job runs, instead of after its last S = Q K^T (short jobs waited on it).
-  static constexpr int kQBuffers = D == 256 ? 1 : 2;
-  // O is staged for its TMA store in a buffer of its own, so a job's Q buffer goes back to the producer
-  // as soon as its last S = Q K^T is done, not after its O has left. kOBuffer (two Q buffers): one O
-  // buffer of kM rows, a half per consumer warpgroup. D 256 has room for 64 rows only: the two
-  // warpgroups take turns with it (named barriers 6 + wg pass it on once a store has read it). kORegs
-  // (D 256's 80-token KV tile, whose stages take that room): no O buffer, each thread's rows leave from
-  // registers in 16-byte chunks after a transpose among the 4 threads of a row (with the 64-token tile
-  // this ran 0.98x causal: the buffer's turns cost nothing the other warpgroup does not hide).
-  static constexpr bool kOBuffer = kQBuffers > 1;
-  // Softmax turns (D 128): besides the pingpong of matrix issues, the two warpgroups' softmaxes
-  // alternate, so that neither shares the MUFU pipe (exponentials, bf16 packs) with the other's:
-  // 1.003-1.005x at seqlen 4096-16384 non-causal (H200, 2026-11-22, ci/sm90_exp.sh, two rounds). D 64 /
-  // 256 ran 0.98x / 0.95x with them; releasing the turn after the bf16 packs instead ran 0.99x at D 128.
-  static constexpr bool kSoftmaxTurns = D == 128;
-  static constexpr bool kORegs = D == 256 && kN > 64;
-  static constexpr int kORows = kOBuffer ? kM : kORegs ? 0 : 64;
-  static constexpr int kTileO = kORows * D * 2;
-  static constexpr int kOffK = kQBuffers * kTileQ, kOffV = kOffK + kStages * kTileKV;
-  static constexpr int kOffO = kOffV + kStages * kTileKV, kOffBar = kOffO + kTileO;
-  static constexpr int kNumBars = 2 * kQBuffers + 4 * kStages;
-  // Job slots (one per Q buffer: the producer writes a job's geometry with its Q), then two words
-  // through which the producer's thread 0 hands its next job index to the other producer threads.
-  static constexpr int kOffSlot = (kOffBar + kNumBars * 8 + 15) / 16 * 16;
-  static constexpr int kOffNext = kOffSlot + kQBuffers * 64;
-  static constexpr int kSmemBytes = kOffNext + 8 + 1024;  // + slack to align the base to 1024
-  // Register split (setmaxnreg): the producer only computes addresses. setmaxnreg only moves
-  // registers within the CTA's launch allocation (threads x the launch-bound count, 168 for 384
-  // threads): asking for more blocks forever (a 64 / 224 split hung).
-  static constexpr int kProducerRegs = 56, kConsumerRegs = 224;
-  static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
-  static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= kThreads * kLaunchRegs, "register split");
-  static_assert(kSmemBytes <= 227 * 1024, "shared memory");
-};
 
 template <int D, int KV, typename T>
 __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttnParams p) {
@@ -482,15 +439,10 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
         for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-        // Lazy rescaling: the running max moves only when this tile's exceeds it by more than 8 (log2
-        // units), so P stays below 2^8 and most tiles leave O and l as they are (corr exactly 1): the
-        // softmax is issue-bound, and the skipped rescales gave D 128 +1-2%, D 64 +2%, D 256 +8% (H200,
-        // 2026-11-22, ci/sm90_exp.sh, two rounds). Needs scale > 0 (the Python layer checks sm_scale).
-        const bool move = (mx - m[h]) * scale > 8.f;  // the first tile: m = -inf; both -inf: NaN, false
-        const float mk = move ? mx : m[h];
-        const float mu = (mk == -INFINITY ? 0.f : mk) * scale;
-        corr[h] = move ? fast_exp2(m[h] * scale - mu) : 1.f;
-        m[h] = mk;
+        const MaxStep ms = lazy_max_step(m[h], mx, scale);  // lazy rescaling (common/online_softmax.cuh)
+        const float mu = ms.mu;
+        corr[h] = ms.corr;
+        m[h] = ms.m;
         float sum = 0.f;
 #pragma unroll
         for (int j = 0; j < kN / 8; ++j) {
@@ -783,28 +735,6 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     KV_SPAN(1, wt == 0 && wg == 0);
   }
 #endif
-}
-
-// Page offsets of the paged KV (Hopper path): one block per request computes the element offset of
-// each of its pages in K and V once per run, so the producer's loop only adds slot offsets; ids
-// outside [0, num_pages) become -1 (never read) and flag the request (its rows come out NaN).
-// (A template so each instance's copy stays its own symbol.)
-template <int D, int KV>
-__global__ void page_offsets_kernel(const __grid_constant__ AttnParams p) {
-  const int b = blockIdx.x;
-  if (b >= *p.num_requests) return;
-  const int begin = p.req_kv_begin[b], len = p.req_kv_len[b];
-  const int pages = (len + p.page_size - 1) / p.page_size;
-  bool bad = false;
-  for (int i = threadIdx.x; i < pages; i += blockDim.x) {
-    const int id = p.kv_indices[begin + i];
-    const bool ok = unsigned(id) < unsigned(p.num_pages);
-    bad |= !ok;
-    p.page_off_k[begin + i] = ok ? int64_t(id) * p.k_stride_page : -1;
-    if (p.page_off_v != p.page_off_k) p.page_off_v[begin + i] = ok ? int64_t(id) * p.v_stride_page : -1;
-  }
-  bad = __syncthreads_or(bad);
-  if (threadIdx.x == 0) p.req_bad[b] = bad;
 }
 
 }  // namespace kvinfer::detail::attn90

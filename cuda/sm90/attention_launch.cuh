@@ -3,6 +3,7 @@
 #pragma once
 #include "common/types.cuh"
 #include "sm90/attention_kernel.cuh"
+#include "sm90/page_offsets.cuh"
 
 namespace kvinfer::detail {
 
