@@ -404,28 +404,45 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          float mx = m[mt][h];
-#pragma unroll
-          for (int n = 0; n < kNS; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-          // exp2((x - max) * scale) as one FFMA per element; m stays in logit units (lazy: lazy_max_step).
-          const MaxStep ms = lazy_max_step(m[mt][h], mx, scale);
-          const float mu = ms.mu, corr = ms.corr;
-          m[mt][h] = ms.m;
-          float sum = 0.f;
+          // Speculative max (common/online_softmax.cuh, kSpecSumLimit): P against the running max as it
+          // is; only where a lane's row sum fails the bound does the warp take the row's max and redo it.
+          // Not in the D 64 prefill tile: S and P of its 128-token tiles together spill (4 -> 108 bytes)
+          // and it ran as fast as the exact path, where D 128 gained 3-5% (H100, 2026-11-22, ci/ab_fa2.sh).
+          constexpr bool kSpecMax = C::kDecode || D != 64;
+          const float mu0 = m[mt][h] * scale;  // m = -inf: P inf or NaN, so the first tile is redone
+          float pv[kNS][2], sum = 0.f;
 #pragma unroll
           for (int n = 0; n < kNS; ++n) {
-            s[mt][n][2 * h] = fast_exp2(fmaf(s[mt][n][2 * h], scale, -mu));
-            s[mt][n][2 * h + 1] = fast_exp2(fmaf(s[mt][n][2 * h + 1], scale, -mu));
-            sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
+            pv[n][0] = fast_exp2(fmaf(s[mt][n][2 * h], scale, -mu0));
+            pv[n][1] = fast_exp2(fmaf(s[mt][n][2 * h + 1], scale, -mu0));
+            sum += pv[n][0] + pv[n][1];
           }
-          l[mt][h] = l[mt][h] * corr + sum;
-          // Once the running max settles (most tiles of a long row), no row of the warp rescales.
-          if (__any_sync(0xffffffff, corr != 1.f)) {
+          if (!kSpecMax || __any_sync(0xffffffff, !(sum < kSpecSumLimit))) {
+            float mx = m[mt][h];
 #pragma unroll
-            for (int n = 0; n < kNO; ++n) o[mt][n][2 * h] *= corr, o[mt][n][2 * h + 1] *= corr;
+            for (int n = 0; n < kNS; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+            // exp2((x - max) * scale) as one FFMA per element; m stays in logit units (lazy: lazy_max_step).
+            const MaxStep ms = lazy_max_step(m[mt][h], mx, scale);
+            const float mu = ms.mu, corr = ms.corr;
+            m[mt][h] = ms.m;
+            sum = 0.f;
+#pragma unroll
+            for (int n = 0; n < kNS; ++n) {
+              pv[n][0] = fast_exp2(fmaf(s[mt][n][2 * h], scale, -mu));
+              pv[n][1] = fast_exp2(fmaf(s[mt][n][2 * h + 1], scale, -mu));
+              sum += pv[n][0] + pv[n][1];
+            }
+            l[mt][h] *= corr;
+            if (__any_sync(0xffffffff, corr != 1.f)) {
+#pragma unroll
+              for (int n = 0; n < kNO; ++n) o[mt][n][2 * h] *= corr, o[mt][n][2 * h + 1] *= corr;
+            }
           }
+          l[mt][h] += sum;
+#pragma unroll
+          for (int n = 0; n < kNS; ++n) s[mt][n][2 * h] = pv[n][0], s[mt][n][2 * h + 1] = pv[n][1];
         }
 
       // ---- O += P V; each V fragment feeds kMT MMAs. V fragments go through a ring of kVD + 1, each

@@ -401,12 +401,44 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       for (int kc = 0; kc < kN / 16; ++kc)
         gmma_rs<T, D>(pf[kc], dv0 + (uint32_t(st * C::kTileKV + kc * 16 * 128) >> 4), o);
     };
-    // Logits transform, mask (boundary tiles), online softmax of tile S of job cj (in place: S becomes
-    // P, in fp32); returns the per-row rescale factors of O through corr.
-    auto softmax = [&](float (&sacc)[kN / 2], int tbase, float (&corr)[2]) {
+    // One row's exact online-softmax step on tile S (half h of the thread's rows): the row max, the lazy
+    // step of the running max, P = exp2(S * scale - mu) into pr and the row sum into l (l0: l before
+    // this tile).
+    auto exact_row = [&](const float (&sacc)[kN / 2], float (&pr)[kN / 2], int h, float l0, float (&corr)[2]) {
+      float mx = m[h];  // a row's 4 threads are lanes 4g .. 4g + 3
+#pragma unroll
+      for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+      const MaxStep ms = lazy_max_step(m[h], mx, scale);  // lazy rescaling (common/online_softmax.cuh)
+      const float mu = ms.mu;
+      corr[h] = ms.corr;
+      m[h] = ms.m;
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < kN / 8; ++j) {
+        pr[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
+        pr[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
+        sum += pr[4 * j + 2 * h] + pr[4 * j + 2 * h + 1];
+      }
+      l[h] = l0 * corr[h] + sum;
+    };
+    // Speculative maxima (common/online_softmax.cuh, kSpecSumLimit): the softmax computes P against the
+    // running max as it is, without the tile's row max (64 FMNMX and 4 shuffles per thread at a 128-token
+    // tile), and keeps S; spec_check, after the P V wait (a branch inside the softmax would move ptxas's
+    // wait for P V, see below), redoes exactly the row halves whose sums failed the bound.
+    float spec_l[2];
+    bool spec_bad[2];
+    // Logits transform, mask (boundary tiles), online softmax of tile S of job cj (S transformed in
+    // place; P, in fp32, into pr); returns the per-row rescale factors of O through corr.
+    auto softmax = [&](float (&sacc)[kN / 2], float (&pr)[kN / 2], int tbase, float (&corr)[2]) {
 #ifdef KVINFER_EXP_NO_SOFTMAX
       corr[0] = corr[1] = 1.f;
-      if (tbase >= 0) return;
+      if (tbase >= 0) {
+#pragma unroll
+        for (int i = 0; i < kN / 2; ++i) pr[i] = sacc[i];
+        return;
+      }
 #endif
       const JobRange& r = cj.r;
       const bool need_mask = tbase + kN > r.kv_hi || tbase < r.kv_lo || (p.causal && tbase + kN - 1 > r.qa + r.offset) ||
@@ -433,24 +465,19 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
         }
       }
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {  // a row's 4 threads are lanes 4g .. 4g + 3
-        float mx = m[h];
-#pragma unroll
-        for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * h], sacc[4 * j + 2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-        const MaxStep ms = lazy_max_step(m[h], mx, scale);  // lazy rescaling (common/online_softmax.cuh)
-        const float mu = ms.mu;
-        corr[h] = ms.corr;
-        m[h] = ms.m;
+      for (int h = 0; h < 2; ++h) {
+        const float mu = m[h] * scale;  // m = -inf: every P inf or NaN, so the check redoes the row
         float sum = 0.f;
 #pragma unroll
         for (int j = 0; j < kN / 8; ++j) {
-          sacc[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
-          sacc[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
-          sum += sacc[4 * j + 2 * h] + sacc[4 * j + 2 * h + 1];
+          pr[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
+          pr[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
+          sum += pr[4 * j + 2 * h] + pr[4 * j + 2 * h + 1];
         }
-        l[h] = l[h] * corr[h] + sum;
+        spec_l[h] = l[h];
+        spec_bad[h] = !(sum < kSpecSumLimit);
+        l[h] += sum;
+        corr[h] = 1.f;
       }
       // ptxas hoists the step's wgmma wait for P V above the softmax (the softmax then waits for this
       // warpgroup's P V). At D 256 a branch on the row sums (never taken: sums of exponentials are not
@@ -458,6 +485,13 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       // 2026-11-21, ci/ab_sm90.sh). At D 64 / 128 the same ran 0.93x / 0.98x, so ptxas keeps its order.
       if constexpr (D == 256)
         if (__any_sync(0xffffffff, l[0] < 0.f || l[1] < 0.f)) __nanosleep(1);
+    };
+    // The speculative softmax's check (after this warpgroup's P V wait): row halves that failed it in
+    // any lane of the warp are redone exactly (warp-uniform branch: the max's shuffles need the warp).
+    auto spec_check = [&](const float (&sacc)[kN / 2], float (&pr)[kN / 2], float (&corr)[2]) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        if (__any_sync(0xffffffff, spec_bad[h])) exact_row(sacc, pr, h, spec_l[h], corr);
     };
     // O *= corr per row (skipped for a warp whose rows' maxima did not move).
     auto rescale_o = [&](const float (&corr)[2]) {
@@ -625,11 +659,11 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     uint32_t pf[kN / 16][4];
     float corr[2];
     bool pf_tma = false;  // the previous tile came by TMA (async proxy: no fence before wgmma reads it)
-    auto s_done = [&](float (&s)[kN / 2], int st, int tbase) {
+    auto s_done = [&](float (&s)[kN / 2], float (&pr)[kN / 2], int st, int tbase) {
       fence_regs(s);
       release(k_empty(st));
       sm_wait();
-      softmax(s, tbase, corr);
+      softmax(s, pr, tbase, corr);
       sm_pass();
       KV_TRACE(1, 11, tr);
     };
@@ -647,15 +681,16 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       issue_pv(pf, sp);
       cute::warpgroup_commit_batch();
     };
-    auto next_tile = [&](float (&s)[kN / 2], int tbase) {
-      to_frags(s, pf);  // O's rescale by corr waits for the next issue (it overlaps the next S there)
+    auto next_tile = [&](const float (&s)[kN / 2], float (&pr)[kN / 2], int tbase) {
+      spec_check(s, pr, corr);
+      to_frags(pr, pf);  // O's rescale by corr waits for the next issue (it overlaps the next S there)
       pf_tma = p.use_tma && tbase + kN <= cj.r.kv_hi;
       ++its;
     };
     // S of the tile at tbase of job cj, alone (a job's first tile when nothing precedes it).
     auto step_s = [&](int tbase) {
       const int st = its % kStages;
-      float s[kN / 2];
+      float s[kN / 2], pr[kN / 2];
       wait_k(st, tbase);
       turn_wait();
       cute::warpgroup_arrive();
@@ -664,14 +699,14 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       turn_pass();
       cute::warpgroup_wait<0>();
       KV_TRACE(1, 10, tr);
-      s_done(s, st, tbase);
-      next_tile(s, tbase);
+      s_done(s, pr, st, tbase);
+      next_tile(s, pr, tbase);
     };
     // S of the tile at tbase of job cj with O += P V of the previous tile: the tensor cores work on both
     // while this warpgroup waits; the softmax of S runs while P V drains.
     auto step_sp = [&](int tbase) {
       const int st = its % kStages, sp = (its - 1) % kStages;
-      float s[kN / 2];
+      float s[kN / 2], pr[kN / 2];
       wait_k(st, tbase);
       turn_wait();
       KV_TRACE(1, 8, tr);
@@ -683,12 +718,12 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       KV_TRACE(1, 9, tr);
       cute::warpgroup_wait<1>();  // S done
       KV_TRACE(1, 10, tr);
-      s_done(s, st, tbase);
+      s_done(s, pr, st, tbase);
       cute::warpgroup_wait<0>();  // O += P V done
       KV_TRACE(1, 12, tr);
       fence_regs(o);
       release(v_empty(sp));
-      next_tile(s, tbase);
+      next_tile(s, pr, tbase);
     };
     // O += P V of the previous tile, alone (a job's last tile when no S can go with it).
     auto step_p = [&]() {

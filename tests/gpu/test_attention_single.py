@@ -6,12 +6,13 @@ dtypes and head dims; configurations this build did not compile are skipped. Lon
 """
 import itertools
 
+import numpy as np
 import pytest
 
 import kvinfer
 from kvinfer import reference
 from _attn_util import (DTYPES, check, compiled, poisoned, raises, randn, random_mask, require, rng_for,
-                        strided_copy, sync)
+                        strided_copy, sync, to_device)
 
 pytestmark = pytest.mark.skipif(not kvinfer.cuda_available(), reason="no CUDA GPU")
 torch = pytest.importorskip("torch")
@@ -147,6 +148,58 @@ def test_prefill_without_lse_returns_out_only():
     assert isinstance(o, torch.Tensor) and o.shape == q.shape
     ref_o, ref_s = reference.attention(q, k, v, causal=True)
     check(o, None, ref_o, ref_s, dtype)
+
+
+# ---- prefill and decode: logits whose running max keeps jumping ----------------------------------
+# Both kernels move a row's running max lazily (only when a tile's max passes it by a margin) and skip a
+# tile's max altogether while its row sums stay small (cuda/common/online_softmax.cuh). Random data hardly
+# tests either: its first tile's max is within a few units of the final one. Here the keys' norms grow
+# along the sequence (each tile's logits pass the last tile's max by far) or shrink (the first tile holds
+# the max, later P are tiny), with a large outlier in the middle, so the exact path, the rescale of O and
+# the bound on P (fp16 P) all run many times.
+
+def jump_keys(rng, lk, hkv, d, dtype, shape):
+    """Keys [lk, hkv, d] whose norms grow along the sequence ("growing"; reversed for "early_peak"), with
+    an outlier in the middle: with q ~ N(0, 1) and scale 1 / sqrt(d), each 128-token tile's largest
+    logit passes the last tile's by ~10 log2 units; the logits' spread reaches ~17 nats (fp16 keys up to ~100)."""
+    growth = 1.0 + np.arange(lk) / 32.0
+    if shape == "early_peak":
+        growth = growth[::-1].copy()
+    kh = rng.standard_normal((lk, hkv, d)) * growth[:, None, None] * 0.5
+    kh[lk // 2] *= 4.0
+    return to_device(kh, dtype)
+
+
+@pytest.mark.parametrize("d", HEAD_DIMS)
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("shape", ["growing", "early_peak"])
+def test_prefill_logit_jumps(d, dtype, causal, shape):
+    require(d, dtype)
+    rng = rng_for("prefill_logit_jumps", d, dtype, causal, shape)
+    lq, lk, hkv, group = 67, 1111, 1, 4
+    q = randn(rng, (lq, group * hkv, d), dtype)
+    k = jump_keys(rng, lk, hkv, d, dtype, shape)
+    v = randn(rng, (lk, hkv, d), dtype)
+    o, s = run_prefill(q, k, v, dtype, "NHD", use_out=True, causal=causal)
+    ref_o, ref_s = reference.attention(q, k, v, causal=causal)
+    check(o, s, ref_o, ref_s, dtype, shape)
+
+
+@pytest.mark.parametrize("d", HEAD_DIMS)
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+@pytest.mark.parametrize("shape", ["growing", "early_peak"])
+def test_decode_logit_jumps(d, dtype, shape):
+    require(d, dtype)
+    rng = rng_for("decode_logit_jumps", d, dtype, shape)
+    lk, hkv, group = 4099, 2, 4  # long enough to split across CTAs (and merge)
+    q = randn(rng, (1, group * hkv, d), dtype)
+    k = jump_keys(rng, lk, hkv, d, dtype, shape)
+    v = randn(rng, (lk, hkv, d), dtype)
+    o, s = kvinfer.single_decode_with_kv_cache(q[0], k, v, return_lse=True)
+    sync()
+    ref_o, ref_s = reference.attention(q, k, v)
+    check(o, s, ref_o[0], ref_s[0], dtype, shape)
 
 
 # ---- decode ------------------------------------------------------------------------------------------
