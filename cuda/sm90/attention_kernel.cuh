@@ -431,7 +431,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     bool spec_bad[2];
     // Logits transform, mask (boundary tiles), online softmax of tile S of job cj (S transformed in
     // place; P, in fp32, into pr); returns the per-row rescale factors of O through corr.
-    auto softmax = [&](float (&sacc)[kN / 2], float (&pr)[kN / 2], int tbase, float (&corr)[2]) {
+    auto softmax = [&](float (&sacc)[kN / 2], float (&pr)[kN / 2], int tbase, float (&corr)[2], bool first) {
 #ifdef KVINFER_EXP_NO_SOFTMAX
       corr[0] = corr[1] = 1.f;
       if (tbase >= 0) {
@@ -466,18 +466,23 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const float mu = m[h] * scale;  // m = -inf: every P inf or NaN, so the check redoes the row
-        float sum = 0.f;
+        if (first) {  // a job's first tile: m = -inf, the exact step at once (overlaps P V)
+          exact_row(sacc, pr, h, l[h], corr);
+          spec_bad[h] = false;
+        } else {
+          const float mu = m[h] * scale;  // m = -inf (rows masked so far): every P inf or NaN, redone
+          float sum = 0.f;
 #pragma unroll
-        for (int j = 0; j < kN / 8; ++j) {
-          pr[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
-          pr[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
-          sum += pr[4 * j + 2 * h] + pr[4 * j + 2 * h + 1];
+          for (int j = 0; j < kN / 8; ++j) {
+            pr[4 * j + 2 * h] = fast_exp2(fmaf(sacc[4 * j + 2 * h], scale, -mu));
+            pr[4 * j + 2 * h + 1] = fast_exp2(fmaf(sacc[4 * j + 2 * h + 1], scale, -mu));
+            sum += pr[4 * j + 2 * h] + pr[4 * j + 2 * h + 1];
+          }
+          spec_l[h] = l[h];
+          spec_bad[h] = !(sum < kSpecSumLimit);
+          l[h] += sum;
+          corr[h] = 1.f;
         }
-        spec_l[h] = l[h];
-        spec_bad[h] = !(sum < kSpecSumLimit);
-        l[h] += sum;
-        corr[h] = 1.f;
       }
       // ptxas hoists the step's wgmma wait for P V above the softmax (the softmax then waits for this
       // warpgroup's P V). At D 256 a branch on the row sums (never taken: sums of exponentials are not
@@ -659,11 +664,11 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     uint32_t pf[kN / 16][4];
     float corr[2];
     bool pf_tma = false;  // the previous tile came by TMA (async proxy: no fence before wgmma reads it)
-    auto s_done = [&](float (&s)[kN / 2], float (&pr)[kN / 2], int st, int tbase) {
+    auto s_done = [&](float (&s)[kN / 2], float (&pr)[kN / 2], int st, int tbase, bool first) {
       fence_regs(s);
       release(k_empty(st));
       sm_wait();
-      softmax(s, pr, tbase, corr);
+      softmax(s, pr, tbase, corr, first);
       sm_pass();
       KV_TRACE(1, 11, tr);
     };
@@ -681,8 +686,8 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       issue_pv(pf, sp);
       cute::warpgroup_commit_batch();
     };
-    auto next_tile = [&](const float (&s)[kN / 2], float (&pr)[kN / 2], int tbase) {
-      spec_check(s, pr, corr);
+    auto next_tile = [&](const float (&s)[kN / 2], float (&pr)[kN / 2], int tbase, bool first) {
+      if (!first) spec_check(s, pr, corr);
       to_frags(pr, pf);  // O's rescale by corr waits for the next issue (it overlaps the next S there)
       pf_tma = p.use_tma && tbase + kN <= cj.r.kv_hi;
       ++its;
@@ -699,12 +704,12 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       turn_pass();
       cute::warpgroup_wait<0>();
       KV_TRACE(1, 10, tr);
-      s_done(s, pr, st, tbase);
-      next_tile(s, pr, tbase);
+      s_done(s, pr, st, tbase, true);
+      next_tile(s, pr, tbase, true);
     };
     // S of the tile at tbase of job cj with O += P V of the previous tile: the tensor cores work on both
-    // while this warpgroup waits; the softmax of S runs while P V drains.
-    auto step_sp = [&](int tbase) {
+    // while this warpgroup waits; the softmax of S runs while P V drains. first: a job's first tile.
+    auto step_sp = [&](int tbase, bool first) {
       const int st = its % kStages, sp = (its - 1) % kStages;
       float s[kN / 2], pr[kN / 2];
       wait_k(st, tbase);
@@ -718,12 +723,12 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       KV_TRACE(1, 9, tr);
       cute::warpgroup_wait<1>();  // S done
       KV_TRACE(1, 10, tr);
-      s_done(s, pr, st, tbase);
+      s_done(s, pr, st, tbase, first);
       cute::warpgroup_wait<0>();  // O += P V done
       KV_TRACE(1, 12, tr);
       fence_regs(o);
       release(v_empty(sp));
-      next_tile(s, pr, tbase);
+      next_tile(s, pr, tbase, first);
     };
     // O += P V of the previous tile, alone (a job's last tile when no S can go with it).
     auto step_p = [&]() {
@@ -743,7 +748,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       KV_TRACE(1, 1, tr);
       const int n = cj.r.num_tiles;
       if (n > 0 && !primed) step_s(cj.r.tile_start);
-      for (int t = 1; t < n; ++t) step_sp(cj.r.tile_start + t * kN);
+      for (int t = 1; t < n; ++t) step_sp(cj.r.tile_start + t * kN, false);
       const float mo[2] = {m[0], m[1]}, lo[2] = {l[0], l[1]};  // this job's final maxima and sums
       const JobSlot js = cj;
       JobSlot nj{};
@@ -755,7 +760,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
           cj = nj;
           start_job(jc + 1);
           primed = true;
-          step_sp(cj.r.tile_start);
+          step_sp(cj.r.tile_start, true);
         }
       }
       if (n > 0 && !primed) step_p();
