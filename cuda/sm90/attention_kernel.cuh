@@ -466,7 +466,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        if (first) {  // a job's first tile: m = -inf, the exact step at once (overlaps P V)
+        if (first || !C::kSpecMax) {  // a job's first tile (m = -inf): the exact step at once (overlaps P V)
           exact_row(sacc, pr, h, l[h], corr);
           spec_bad[h] = false;
         } else {
@@ -687,7 +687,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
       cute::warpgroup_commit_batch();
     };
     auto next_tile = [&](const float (&s)[kN / 2], float (&pr)[kN / 2], int tbase, bool first) {
-      if (!first) spec_check(s, pr, corr);
+      if (!first && C::kSpecMax) spec_check(s, pr, corr);
       to_frags(pr, pf);  // O's rescale by corr waits for the next issue (it overlaps the next S there)
       pf_tma = p.use_tma && tbase + kN <= cj.r.kv_hi;
       ++its;

@@ -32,6 +32,10 @@ struct Config {
   // 256 ran 0.98x / 0.95x with them; releasing the turn after the bf16 packs instead ran 0.99x at D 128.
   static constexpr bool kSoftmaxTurns = D == 128;
   static constexpr bool kORegs = D == 256 && kN > 64;
+  // Speculative softmax maxima (common/online_softmax.cuh), except in D 256's 80-token tile: there S, P
+  // (both kept until the check) and O's 128 registers per thread spill 240 bytes, and the planner's wide
+  // choice at 8192-16384 tokens fell to 0.84-0.90x cuDNN (H200, 2026-11-22); it keeps the exact step.
+  static constexpr bool kSpecMax = !kORegs;
   static constexpr int kORows = kOBuffer ? kM : kORegs ? 0 : 64;
   static constexpr int kTileO = kORows * D * 2;
   static constexpr int kOffK = kQBuffers * kTileQ, kOffV = kOffK + kStages * kTileKV;
