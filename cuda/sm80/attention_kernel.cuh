@@ -407,17 +407,23 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
           // Speculative max (common/online_softmax.cuh, kSpecSumLimit): P against the running max as it
           // is; only where a lane's row sum fails the bound does the warp take the row's max and redo it.
           // Not in the D 64 prefill tile: S and P of its 128-token tiles together spill (4 -> 108 bytes)
-          // and it ran as fast as the exact path, where D 128 gained 3-5% (H100, 2026-11-22, ci/ab_fa2.sh).
+          // and it ran as fast as the exact path (0.99-1.01x, also with the first tile exact), where D 128
+          // gained 3-5% (H100 / H200, 2026-11-22, ci/ab_fa2.sh).
           constexpr bool kSpecMax = C::kDecode || D != 64;
-          const float mu0 = m[mt][h] * scale;  // m = -inf: P inf or NaN, so the first tile is redone
+          // A job's first tile (m = -inf) takes the exact step at once; later rows still at -inf (masked so
+          // far) get inf or NaN sums and are redone.
+          const bool spec = kSpecMax && t > 0;
           float pv[kNS][2], sum = 0.f;
+          if (spec) {
+            const float mu0 = m[mt][h] * scale;
 #pragma unroll
-          for (int n = 0; n < kNS; ++n) {
-            pv[n][0] = fast_exp2(fmaf(s[mt][n][2 * h], scale, -mu0));
-            pv[n][1] = fast_exp2(fmaf(s[mt][n][2 * h + 1], scale, -mu0));
-            sum += pv[n][0] + pv[n][1];
+            for (int n = 0; n < kNS; ++n) {
+              pv[n][0] = fast_exp2(fmaf(s[mt][n][2 * h], scale, -mu0));
+              pv[n][1] = fast_exp2(fmaf(s[mt][n][2 * h + 1], scale, -mu0));
+              sum += pv[n][0] + pv[n][1];
+            }
           }
-          if (!kSpecMax || __any_sync(0xffffffff, !(sum < kSpecSumLimit))) {
+          if (!spec || __any_sync(0xffffffff, !(sum < kSpecSumLimit))) {
             float mx = m[mt][h];
 #pragma unroll
             for (int n = 0; n < kNS; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
