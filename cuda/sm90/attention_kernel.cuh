@@ -434,6 +434,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
     auto softmax = [&](float (&sacc)[kN / 2], float (&pr)[kN / 2], int tbase, float (&corr)[2], bool first) {
 #ifdef KVINFER_EXP_NO_SOFTMAX
       corr[0] = corr[1] = 1.f;
+      spec_bad[0] = spec_bad[1] = false;
       if (tbase >= 0) {
 #pragma unroll
         for (int i = 0; i < kN / 2; ++i) pr[i] = sacc[i];
