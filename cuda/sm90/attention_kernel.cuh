@@ -468,8 +468,7 @@ __global__ void __launch_bounds__(Config<D, KV>::kThreads, 1) attention_sm90_ker
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         if (first || !C::kSpecMax) {  // a job's first tile (m = -inf): the exact step at once (overlaps P V)
-          exact_row(sacc, pr, h, l[h], corr);
-          spec_bad[h] = false;
+          exact_row(sacc, pr, h, l[h], corr);  // next_tile skips the check for these tiles
         } else {
           const float mu = m[h] * scale;  // m = -inf (rows masked so far): every P inf or NaN, redone
           float sum = 0.f;
