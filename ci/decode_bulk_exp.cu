@@ -11,7 +11,18 @@
 //            contiguous 4 KB: one cp.async.bulk per page and K / V (8 per tile), rows 256 bytes apart;
 //   tma4k / tma2k: the NHD cache through a 5-D TMA tensor map, one box per page and K / V of the
 //            head's 16 rows (4 KB, no swizzle) or two 64-column boxes (2 KB each, 128-byte swizzle);
-//   dense:   a dense [batch, 8, 2, L, 128] layout (what torch SDPA reads): one 16 KB copy per tile and K / V.
+//   dense:   a dense [batch, 8, 2, L, 128] layout (what torch SDPA reads): one 16 KB copy per tile and K / V;
+//   allheads: the NHD cache read a whole page at a time for all 8 heads (the 32 KB of K and of V are each
+//            contiguous): one CTA per (request, chunk), one page per stage, two 32 KB bulk copies (the
+//            loader of a decode CTA that serves every KV head of a request); its stage is the page as
+//            stored, [16 tokens][8 heads][128], where one head's rows sit 2 KB apart: 8-way bank
+//            conflicts for ldmatrix. Two conflict-free forms of the same stream:
+//   allheads_tma:  four 16 KB TMA boxes per page (K / V x two 64-column halves) through a tensor map
+//            whose dims run (column, token, head), so a box lands as [head][token][64] with 128-byte swizzle;
+//   allheads_rows: 32 bulk copies of 2 KB per page (one token's 8 heads of K or V) into rows padded to
+//            2 KB + 16 bytes.
+// Each shape is timed two ways: single launches between events (launch overhead included), and
+// back-to-back launches (reps / 4 in a row between two events: what a benchmark loop sees).
 // Usage: decode_bulk_exp batch kv_len splits stages mode(bulk|cpasync) ctas_per_sm [reps=200]
 // (ctas_per_sm: shared memory is padded so that at most that many CTAs share an SM).
 // nvcc -std=c++17 -gencode=arch=compute_90a,code=sm_90a -O3 ci/decode_bulk_exp.cu -o decode_bulk_exp
@@ -46,15 +57,25 @@ __device__ __forceinline__ void wait_parity(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
-template <int S, int kMode>  // 0 cpasync, 1 bulk rows, 2 bulk pages (HND), 3 dense, 4 cpasync HND, 5 tma4k, 6 tma2k
+constexpr int kPadRow = kH * kRowBytes + 16;  // allheads_rows: a token's 8 heads, padded
+template <int kMode>
+__host__ __device__ constexpr int stage_bytes() {
+  return kMode == 9 ? 2 * kPage * kPadRow : kMode >= 7 ? 2 * kPage * kH * kRowBytes : kStageBytes;
+}
+
+template <int S, int kMode>  // 0 cpasync, 1 bulk rows, 2 bulk pages (HND), 3 dense, 4 cpasync HND, 5 tma4k, 6 tma2k,
+                             // 7 allheads, 8 allheads_tma, 9 allheads_rows
 __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Params p) {
   constexpr bool kBulk = kMode > 0 && kMode != 4;
+  constexpr bool kAll = kMode >= 7;
+  constexpr int kSB = stage_bytes<kMode>(), kTileT = kAll ? kPage : kTile;  // bytes, tokens per stage
   extern __shared__ __align__(128) unsigned char sm[];
-  const uint32_t bars = saddr(sm + S * kStageBytes);
+  const uint32_t bars = saddr(sm + S * kSB);
   const int tid = threadIdx.x;
-  const int kvh = blockIdx.x % kH, rest = blockIdx.x / kH, split = rest % p.splits, req = rest / p.splits;
+  const int kvh = kAll ? 0 : blockIdx.x % kH, rest = kAll ? blockIdx.x : blockIdx.x / kH;
+  const int split = rest % p.splits, req = rest / p.splits;
   const int begin = split * p.chunk, end = min(p.kv_len, begin + p.chunk);
-  const int ntiles = end > begin ? (end - begin + kTile - 1) / kTile : 0;
+  const int ntiles = end > begin ? (end - begin + kTileT - 1) / kTileT : 0;
   if (kBulk) {
     if (tid == 0)
       for (int s = 0; s < S; ++s) asm volatile("mbarrier.init.shared::cta.b64 [%0], 128;\n" ::"r"(bars + 8 * s));
@@ -69,8 +90,46 @@ __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Par
   };
   auto issue = [&](int t) {
     const int s = t % S, pos = begin + t * kTile + row;
-    const uint32_t dst = saddr(sm + s * kStageBytes + (kv * kTile + row) * kPad);
-    if (kMode == 5 || kMode == 6) {  // thread i: page i % 4 of the tile, K / V (i / 4 % 2), half i / 8 (tma2k)
+    const uint32_t dst = saddr(sm + s * kSB + (kv * kTile + row) * kPad);
+    if (kMode == 8) {  // thread i < 4: box (half i % 2, K / V i / 2) of the page, 16 KB
+      const uint32_t bar = bars + 8 * s;
+      const int p0 = begin + t * kPage, half = tid & 1, pkv = (tid >> 1) & 1;
+      const bool ok = tid < 4 && p0 < end;
+      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(ok ? kPage * kH * 128 : 0) : "memory");
+      if (ok) {
+        const int id = __ldg(ids + p0 / kPage);
+        const uint32_t pdst = saddr(sm + s * kSB + (pkv * 2 + half) * (kPage * kH * 128));
+        asm volatile(
+            "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5, %6}], [%7];\n" ::"r"(pdst),
+            "l"(&p.tmap), "r"(half * 64), "r"(0), "r"(0), "r"(pkv), "r"(id), "r"(bar)
+            : "memory");
+      }
+    } else if (kMode == 9) {  // thread i < 32: token i % 16 of the page, K / V i / 16, 2 KB
+      const uint32_t bar = bars + 8 * s;
+      const int p0 = begin + t * kPage, tok = tid % kPage, pkv = tid / kPage;
+      const bool ok = tid < 2 * kPage && p0 + tok < end;
+      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(ok ? kH * kRowBytes : 0) : "memory");
+      if (ok) {
+        const int id = __ldg(ids + p0 / kPage);
+        const __nv_bfloat16* src = p.cache + ((int64_t(id) * 2 + pkv) * kPage + tok) * (kH * kD);
+        const uint32_t pdst = saddr(sm + s * kSB + (pkv * kPage + tok) * kPadRow);
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(pdst),
+                     "l"(src), "r"(kH * kRowBytes), "r"(bar)
+                     : "memory");
+      }
+    } else if (kMode == 7) {  // thread 0: the page's K (32 KB), thread 1: its V
+      const uint32_t bar = bars + 8 * s;
+      const int p0 = begin + t * kPage, rows = tid < 2 ? max(0, min(kPage, end - p0)) : 0;
+      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(rows * kH * kRowBytes) : "memory");
+      if (rows > 0) {
+        const int id = __ldg(ids + p0 / kPage);
+        const __nv_bfloat16* src = p.cache + (int64_t(id) * 2 + tid) * (kPage * kH * kD);
+        const uint32_t pdst = saddr(sm + s * kSB + tid * kPage * kH * kRowBytes);
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(pdst),
+                     "l"(src), "r"(rows * kH * kRowBytes), "r"(bar)
+                     : "memory");
+      }
+    } else if (kMode == 5 || kMode == 6) {  // thread i: page i % 4 of the tile, K / V (i / 4 % 2), half i / 8 (tma2k)
       const uint32_t bar = bars + 8 * s;
       const int nthr = kMode == 5 ? 8 : 16;
       const int pi = tid % 4, pkv = (tid / 4) % 2, half = tid / 8;
@@ -79,7 +138,7 @@ __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Par
       asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(ok ? kPage * kRowBytes / (kMode == 5 ? 1 : 2) : 0) : "memory");
       if (ok) {
         const int id = __ldg(ids + ppos / kPage);
-        const uint32_t pdst = saddr(sm + s * kStageBytes + (pkv * kTile + pi * kPage) * kRowBytes + half * (kPage * 128));
+        const uint32_t pdst = saddr(sm + s * kSB + (pkv * kTile + pi * kPage) * kRowBytes + half * (kPage * 128));
         asm volatile(
             "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5, %6}], [%7];\n" ::"r"(pdst),
             "l"(&p.tmap), "r"(half * 64), "r"(kvh), "r"(0), "r"(pkv), "r"(id), "r"(bar)
@@ -91,7 +150,7 @@ __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Par
       asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(rows * kRowBytes) : "memory");
       if (rows > 0) {
         const __nv_bfloat16* src = p.cache + p.dense_off + ((int64_t(req) * kH + kvh) * 2 + tid) * int64_t(p.kv_len) * kD + int64_t(p0) * kD;
-        const uint32_t pdst = saddr(sm + s * kStageBytes + tid * kTile * kRowBytes);
+        const uint32_t pdst = saddr(sm + s * kSB + tid * kTile * kRowBytes);
         asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(pdst),
                      "l"(src), "r"(rows * kRowBytes), "r"(bar)
                      : "memory");
@@ -105,7 +164,7 @@ __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Par
       if (rows > 0) {
         const int id = __ldg(ids + ppos / kPage);
         const __nv_bfloat16* src = p.cache + ((int64_t(id) * 2 + pkv) * kH + kvh) * (kPage * kD);
-        const uint32_t pdst = saddr(sm + s * kStageBytes + (pkv * kTile + pi * kPage) * kRowBytes);
+        const uint32_t pdst = saddr(sm + s * kSB + (pkv * kTile + pi * kPage) * kRowBytes);
         asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(pdst),
                      "l"(src), "r"(rows * kRowBytes), "r"(bar)
                      : "memory");
@@ -129,7 +188,7 @@ __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Par
             const int id = __ldg(ids + q / kPage);
             const int64_t e = kMode == 4 ? ((int64_t(id) * 2 + kv2) * kH + kvh) * (kPage * kD) + (q % kPage) * kD
                                          : ((int64_t(id) * 2 + kv2) * kPage + q % kPage) * (kH * kD) + int64_t(kvh) * kD;
-            const uint32_t d = saddr(sm + s * kStageBytes + (kv2 * kTile + r0 + i) * kPad + 16 * c);
+            const uint32_t d = saddr(sm + s * kSB + (kv2 * kTile + r0 + i) * kPad + 16 * c);
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(p.cache + e + 8 * c) : "memory");
           }
         }
@@ -155,15 +214,25 @@ __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Par
     if (t + S - 1 < ntiles) issue(t + S - 1);
     else if (!kBulk) asm volatile("cp.async.commit_group;\n" ::: "memory");
     // Read the tile back: thread i reads 16-byte chunk i % 16 of rows i / 16 + 8 j (both K and V).
-    const unsigned char* st = sm + s * kStageBytes;
+    const unsigned char* st = sm + s * kSB;
+    if constexpr (kAll) {  // 64 KB: 32 chunks of 16 bytes per thread
+#pragma unroll 8
+      for (int j = 0; j < kSB / (16 * 128); ++j) {
+        const uint4 x = *reinterpret_cast<const uint4*>(st + (j * 128 + tid) * 16);
+        acc ^= x.x ^ x.y ^ x.z ^ x.w;
+      }
+    } else {
 #pragma unroll
-    for (int j = 0; j < 2 * kTile / 8; ++j) {
-      const uint4 x = *reinterpret_cast<const uint4*>(st + (tid / 16 + 8 * j) * kPad + (tid % 16) * 16);
-      acc ^= x.x ^ x.y ^ x.z ^ x.w;
+      for (int j = 0; j < 2 * kTile / 8; ++j) {
+        const uint4 x = *reinterpret_cast<const uint4*>(st + (tid / 16 + 8 * j) * kPad + (tid % 16) * 16);
+        acc ^= x.x ^ x.y ^ x.z ^ x.w;
+      }
     }
   }
   if (acc == 0x9e3779b9u) p.out[blockIdx.x] = acc;  // keeps the reads; practically never stores
 }
+
+float g_b2b = 0;  // back-to-back time of the last run()
 
 template <int S, int kMode>
 float run(const Params& p, int grid, int smem, int reps) {
@@ -172,6 +241,13 @@ float run(const Params& p, int grid, int smem, int reps) {
   cudaEvent_t a, b;
   cudaEventCreate(&a), cudaEventCreate(&b);
   for (int i = 0; i < 20; ++i) k<<<grid, 128, smem>>>(p);
+  cudaEventRecord(a);
+  for (int i = 0; i < reps; ++i) k<<<grid, 128, smem>>>(p);
+  cudaEventRecord(b);
+  cudaEventSynchronize(b);
+  float ms_all;
+  cudaEventElapsedTime(&ms_all, a, b);
+  g_b2b = ms_all * 1e3f / reps;
   std::vector<float> ts;
   for (int i = 0; i < reps; ++i) {
     cudaEventRecord(a);
@@ -193,7 +269,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int B = atoi(argv[1]), L = atoi(argv[2]), splits = atoi(argv[3]), S = atoi(argv[4]);
-  const int mode = strcmp(argv[5], "tma2k") == 0 ? 6 : strcmp(argv[5], "tma4k") == 0 ? 5 : strcmp(argv[5], "cpasync_hnd") == 0 ? 4 : strcmp(argv[5], "dense") == 0 ? 3 : strcmp(argv[5], "page") == 0 ? 2 : strcmp(argv[5], "bulk") == 0 ? 1 : 0;
+  const int mode = strcmp(argv[5], "allheads_rows") == 0 ? 9 : strcmp(argv[5], "allheads_tma") == 0 ? 8 : strcmp(argv[5], "allheads") == 0 ? 7 : strcmp(argv[5], "tma2k") == 0 ? 6 : strcmp(argv[5], "tma4k") == 0 ? 5 : strcmp(argv[5], "cpasync_hnd") == 0 ? 4 : strcmp(argv[5], "dense") == 0 ? 3 : strcmp(argv[5], "page") == 0 ? 2 : strcmp(argv[5], "bulk") == 0 ? 1 : 0;
   const int per_sm = atoi(argv[6]), reps = argc > 7 ? atoi(argv[7]) : 200;
   const int ppr = (L + kPage - 1) / kPage;
   // Enough cache copies that one call's pages are not in L2 from the previous call: 4 rotating sets.
@@ -210,45 +286,52 @@ int main(int argc, char** argv) {
   cudaMemcpy(all_idx, h.data(), pages * 4, cudaMemcpyHostToDevice);
   idx = all_idx;
   cudaMalloc(&out, 1 << 20);
-  const int chunk = ((L + splits - 1) / splits + kTile - 1) / kTile * kTile;
+  const int gran = mode >= 7 ? kPage : kTile;  // chunks of whole pages / tiles
+  const int chunk = ((L + splits - 1) / splits + gran - 1) / gran * gran;
   Params p{cache, idx, ppr, L, chunk, splits, 0, {}, out};
-  if (mode == 5 || mode == 6) {  // [page, kv, slot, head, D] as 5-D (innermost first)
+  if (mode == 5 || mode == 6 || mode == 8) {  // [page, kv, slot, head, D] as 5-D (innermost first)
     using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
                                 const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult q;
     cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q);
-    const cuuint64_t dims[5] = {kD, kH, kPage, 2, cuuint64_t(pages)};
-    const cuuint64_t strides[4] = {kD * 2, kH * kD * 2, cuuint64_t(kPage) * kH * kD * 2, cuuint64_t(2) * kPage * kH * kD * 2};
-    const cuuint32_t box[5] = {mode == 5 ? 128u : 64u, 1, kPage, 1, 1}, es[5] = {1, 1, 1, 1, 1};
+    // allheads_tma: dims (column, token, head, kv, page): a box lands as [head][token][64 columns].
+    const bool ah = mode == 8;
+    const cuuint64_t dims[5] = {kD, ah ? cuuint64_t(kPage) : kH, ah ? cuuint64_t(kH) : kPage, 2, cuuint64_t(pages)};
+    const cuuint64_t strides[4] = {ah ? cuuint64_t(kH) * kD * 2 : kD * 2, ah ? kD * 2 : cuuint64_t(kH) * kD * 2,
+                                   cuuint64_t(kPage) * kH * kD * 2, cuuint64_t(2) * kPage * kH * kD * 2};
+    const cuuint32_t box[5] = {mode == 5 ? 128u : 64u, ah ? cuuint32_t(kPage) : 1u, ah ? cuuint32_t(kH) : kPage, 1, 1},
+                     es[5] = {1, 1, 1, 1, 1};
     const CUresult r = reinterpret_cast<Encode>(fn)(&p.tmap, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 5, cache, dims, strides, box, es,
                                                     CU_TENSOR_MAP_INTERLEAVE_NONE,
                                                     mode == 5 ? CU_TENSOR_MAP_SWIZZLE_NONE : CU_TENSOR_MAP_SWIZZLE_128B,
                                                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS) { fprintf(stderr, "tensor map: %d\n", int(r)); return 1; }
   }
-  const int grid = B * splits * kH;
-  int smem = S * kStageBytes + 8 * S;
+  const int grid = mode >= 7 ? B * splits : B * splits * kH;
+  int smem = S * (mode == 9 ? 2 * kPage * kPadRow : mode >= 7 ? 2 * kPage * kH * kRowBytes : kStageBytes) + 8 * S;
   const int cap = 227 * 1024 / per_sm - 1024;  // 1 KB per CTA reserved by the system
   smem = std::max(smem, std::min(cap, 227 * 1024));
   // Rotate over the sets: each launch reads a set the previous launches did not just read.
   float us = 0;
-  std::vector<float> per;
+  std::vector<float> per, per_b2b;
   for (int s = 0; s < sets; ++s) {
     p.idx = all_idx + s * B * ppr;
     p.dense_off = int64_t(s) * B * L * kH * kD * 2;
 #define CASE(NS)                                                                                     \
-  if (S == NS) us = mode == 6 ? run<NS, 6>(p, grid, smem, reps / sets) : mode == 5 ? run<NS, 5>(p, grid, smem, reps / sets) : mode == 4 ? run<NS, 4>(p, grid, smem, reps / sets) : mode == 3 ? run<NS, 3>(p, grid, smem, reps / sets) : mode == 2 ? run<NS, 2>(p, grid, smem, reps / sets) : mode ? run<NS, 1>(p, grid, smem, reps / sets) \
+  if (S == NS) us = mode == 9 ? run<NS, 9>(p, grid, smem, reps / sets) : mode == 8 ? run<NS, 8>(p, grid, smem, reps / sets) : mode == 7 ? run<NS, 7>(p, grid, smem, reps / sets) : mode == 6 ? run<NS, 6>(p, grid, smem, reps / sets) : mode == 5 ? run<NS, 5>(p, grid, smem, reps / sets) : mode == 4 ? run<NS, 4>(p, grid, smem, reps / sets) : mode == 3 ? run<NS, 3>(p, grid, smem, reps / sets) : mode == 2 ? run<NS, 2>(p, grid, smem, reps / sets) : mode ? run<NS, 1>(p, grid, smem, reps / sets) \
                                                                   : run<NS, 0>(p, grid, smem, reps / sets);
     CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
-    per.push_back(us);
+    per.push_back(us), per_b2b.push_back(g_b2b);
   }
   std::sort(per.begin(), per.end());
+  std::sort(per_b2b.begin(), per_b2b.end());
   us = per[per.size() / 2];
+  const float b2b = per_b2b[per_b2b.size() / 2];
   const double bytes = double(B) * L * kH * kD * 2 * 2;
-  printf("%-7s B=%d L=%d splits=%d (chunk %d, %d CTAs) stages=%d smem=%d KB: %.1f us, %.2f TB/s (%s)\n",
-         argv[5], B, L, splits, chunk, grid, S, smem / 1024, us, bytes / us / 1e6,
+  printf("%-8s B=%d L=%d splits=%d (chunk %d, %d CTAs) stages=%d smem=%d KB: single %.1f us, back-to-back %.1f us (%.2f TB/s) (%s)\n",
+         argv[5], B, L, splits, chunk, grid, S, smem / 1024, us, b2b, bytes / b2b / 1e6,
          cudaGetErrorString(cudaGetLastError()));
   return 0;
 }
