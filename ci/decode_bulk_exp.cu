@@ -20,7 +20,9 @@
 //   allheads_tma:  four 16 KB TMA boxes per page (K / V x two 64-column halves) through a tensor map
 //            whose dims run (column, token, head), so a box lands as [head][token][64] with 128-byte swizzle;
 //   allheads_rows: 32 bulk copies of 2 KB per page (one token's 8 heads of K or V) into rows padded to
-//            2 KB + 16 bytes.
+//            2 KB + 16 bytes;
+//   allheads_ldsm: allheads' loader, its stage read back as a decode tile's K / V fragments would be
+//            (ldmatrix.x4, rows = tokens 2 KB apart: the 8-way bank conflicts included).
 // Each shape is timed two ways: single launches between events (launch overhead included), and
 // back-to-back launches (reps / 4 in a row between two events: what a benchmark loop sees).
 // Usage: decode_bulk_exp batch kv_len splits stages mode(bulk|cpasync) ctas_per_sm [reps=200]
@@ -64,7 +66,7 @@ __host__ __device__ constexpr int stage_bytes() {
 }
 
 template <int S, int kMode>  // 0 cpasync, 1 bulk rows, 2 bulk pages (HND), 3 dense, 4 cpasync HND, 5 tma4k, 6 tma2k,
-                             // 7 allheads, 8 allheads_tma, 9 allheads_rows
+                             // 7 allheads, 8 allheads_tma, 9 allheads_rows, 10 allheads_ldsm
 __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Params p) {
   constexpr bool kBulk = kMode > 0 && kMode != 4;
   constexpr bool kAll = kMode >= 7;
@@ -117,7 +119,7 @@ __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Par
                      "l"(src), "r"(kH * kRowBytes), "r"(bar)
                      : "memory");
       }
-    } else if (kMode == 7) {  // thread 0: the page's K (32 KB), thread 1: its V
+    } else if (kMode == 7 || kMode == 10) {  // thread 0: the page's K (32 KB), thread 1: its V
       const uint32_t bar = bars + 8 * s;
       const int p0 = begin + t * kPage, rows = tid < 2 ? max(0, min(kPage, end - p0)) : 0;
       asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(rows * kH * kRowBytes) : "memory");
@@ -215,7 +217,24 @@ __global__ void __launch_bounds__(128) stream_kernel(const __grid_constant__ Par
     else if (!kBulk) asm volatile("cp.async.commit_group;\n" ::: "memory");
     // Read the tile back: thread i reads 16-byte chunk i % 16 of rows i / 16 + 8 j (both K and V).
     const unsigned char* st = sm + s * kSB;
-    if constexpr (kAll) {  // 64 KB: 32 chunks of 16 bytes per thread
+    if constexpr (kMode == 10) {  // warp w: heads 2w, 2w + 1; per head and K / V 8 ldmatrix.x4 (16 tokens x 256 B)
+      const int lane = tid & 31, w = tid >> 5;
+      const int tok = (lane & 7) + 8 * ((lane >> 4) & 1), half = (lane >> 3) & 1;
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+        for (int kv2 = 0; kv2 < 2; ++kv2)
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            const uint32_t a = saddr(st + kv2 * (kPage * kH * kRowBytes) + tok * (kH * kRowBytes) + (2 * w + hh) * kRowBytes +
+                                     (2 * i + half) * 16);
+            uint32_t r0, r1, r2, r3;
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                         : "r"(a));
+            acc ^= r0 ^ r1 ^ r2 ^ r3;
+          }
+    } else if constexpr (kAll) {  // 64 KB: 32 chunks of 16 bytes per thread
 #pragma unroll 8
       for (int j = 0; j < kSB / (16 * 128); ++j) {
         const uint4 x = *reinterpret_cast<const uint4*>(st + (j * 128 + tid) * 16);
@@ -269,7 +288,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int B = atoi(argv[1]), L = atoi(argv[2]), splits = atoi(argv[3]), S = atoi(argv[4]);
-  const int mode = strcmp(argv[5], "allheads_rows") == 0 ? 9 : strcmp(argv[5], "allheads_tma") == 0 ? 8 : strcmp(argv[5], "allheads") == 0 ? 7 : strcmp(argv[5], "tma2k") == 0 ? 6 : strcmp(argv[5], "tma4k") == 0 ? 5 : strcmp(argv[5], "cpasync_hnd") == 0 ? 4 : strcmp(argv[5], "dense") == 0 ? 3 : strcmp(argv[5], "page") == 0 ? 2 : strcmp(argv[5], "bulk") == 0 ? 1 : 0;
+  const int mode = strcmp(argv[5], "allheads_ldsm") == 0 ? 10 : strcmp(argv[5], "allheads_rows") == 0 ? 9 : strcmp(argv[5], "allheads_tma") == 0 ? 8 : strcmp(argv[5], "allheads") == 0 ? 7 : strcmp(argv[5], "tma2k") == 0 ? 6 : strcmp(argv[5], "tma4k") == 0 ? 5 : strcmp(argv[5], "cpasync_hnd") == 0 ? 4 : strcmp(argv[5], "dense") == 0 ? 3 : strcmp(argv[5], "page") == 0 ? 2 : strcmp(argv[5], "bulk") == 0 ? 1 : 0;
   const int per_sm = atoi(argv[6]), reps = argc > 7 ? atoi(argv[7]) : 200;
   const int ppr = (L + kPage - 1) / kPage;
   // Enough cache copies that one call's pages are not in L2 from the previous call: 4 rotating sets.
@@ -320,7 +339,7 @@ int main(int argc, char** argv) {
     p.idx = all_idx + s * B * ppr;
     p.dense_off = int64_t(s) * B * L * kH * kD * 2;
 #define CASE(NS)                                                                                     \
-  if (S == NS) us = mode == 9 ? run<NS, 9>(p, grid, smem, reps / sets) : mode == 8 ? run<NS, 8>(p, grid, smem, reps / sets) : mode == 7 ? run<NS, 7>(p, grid, smem, reps / sets) : mode == 6 ? run<NS, 6>(p, grid, smem, reps / sets) : mode == 5 ? run<NS, 5>(p, grid, smem, reps / sets) : mode == 4 ? run<NS, 4>(p, grid, smem, reps / sets) : mode == 3 ? run<NS, 3>(p, grid, smem, reps / sets) : mode == 2 ? run<NS, 2>(p, grid, smem, reps / sets) : mode ? run<NS, 1>(p, grid, smem, reps / sets) \
+  if (S == NS) us = mode == 10 ? run<NS, 10>(p, grid, smem, reps / sets) : mode == 9 ? run<NS, 9>(p, grid, smem, reps / sets) : mode == 8 ? run<NS, 8>(p, grid, smem, reps / sets) : mode == 7 ? run<NS, 7>(p, grid, smem, reps / sets) : mode == 6 ? run<NS, 6>(p, grid, smem, reps / sets) : mode == 5 ? run<NS, 5>(p, grid, smem, reps / sets) : mode == 4 ? run<NS, 4>(p, grid, smem, reps / sets) : mode == 3 ? run<NS, 3>(p, grid, smem, reps / sets) : mode == 2 ? run<NS, 2>(p, grid, smem, reps / sets) : mode ? run<NS, 1>(p, grid, smem, reps / sets) \
                                                                   : run<NS, 0>(p, grid, smem, reps / sets);
     CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
     per.push_back(us), per_b2b.push_back(g_b2b);

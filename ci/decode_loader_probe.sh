@@ -2,7 +2,8 @@
 # Runs ci/decode_bulk_exp.cu (streaming probe of decode loaders, no attention math) over the decode
 # benchmark's shapes: the FA2 decode kernel's cp.async loader with its split (3 CTAs / SM), dense 16 KB
 # copies (what cuDNN reads), HND page copies, and whole-page all-heads copies of the NHD cache (1 CTA / SM:
-# one 32 KB bulk copy, four 16 KB TMA boxes, or 2 KB rows).
+# one 32 KB bulk copy, four 16 KB TMA boxes, or 2 KB rows; allheads_ldsm: the 32 KB copy read back by
+# ldmatrix as decode fragments, bank conflicts included).
 # Usage: ci/decode_loader_probe.sh OUT_DIR   (sm_90a device)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,16 +21,21 @@ done <<'SHAPES'
 16 2048 8 3 allheads 1
 16 2048 8 3 allheads_tma 1
 16 2048 8 3 allheads_rows 1
+16 2048 8 3 allheads_ldsm 1
+16 2048 8 2 allheads_ldsm 1
 16 2048 8 2 allheads_tma 1
 16 2048 8 2 allheads_rows 1
 16 8192 3 2 cpasync 3
 16 8192 8 3 allheads 1
 16 8192 8 3 allheads_tma 1
 16 8192 8 3 allheads_rows 1
+16 8192 8 3 allheads_ldsm 1
 64 2048 1 2 cpasync 3
 64 2048 2 3 allheads_tma 1
 64 2048 2 3 allheads_rows 1
+64 2048 2 3 allheads_ldsm 1
 1 32768 47 2 cpasync 3
 1 32768 128 3 allheads_tma 1
 1 32768 128 3 allheads_rows 1
+1 32768 128 3 allheads_ldsm 1
 SHAPES
