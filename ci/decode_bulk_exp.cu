@@ -25,13 +25,15 @@
 //            (ldmatrix.x4, rows = tokens 2 KB apart: the 8-way bank conflicts included).
 // Each shape is timed two ways: single launches between events (launch overhead included), and
 // back-to-back launches (reps / 4 in a row between two events: what a benchmark loop sees).
-// Usage: decode_bulk_exp batch kv_len splits stages mode(bulk|cpasync) ctas_per_sm [reps=200]
+// Usage: decode_bulk_exp batch kv_len splits stages(2..6) mode(kModes below) ctas_per_sm [reps=200]
 // (ctas_per_sm: shared memory is padded so that at most that many CTAs share an SM).
 // nvcc -std=c++17 -gencode=arch=compute_90a,code=sm_90a -O3 ci/decode_bulk_exp.cu -o decode_bulk_exp
 #include <cuda.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -280,15 +282,35 @@ float run(const Params& p, int grid, int smem, int reps) {
   std::sort(ts.begin(), ts.end());
   return ts[reps / 2] * 1e3f;
 }
+// Mode names (argv[5]) in kMode order, and run<S, kMode> for stages 2..6 by [S - 2][kMode].
+constexpr const char* kModes[] = {"cpasync", "bulk",     "page",         "dense",         "cpasync_hnd",  "tma4k",
+                                  "tma2k",   "allheads", "allheads_tma", "allheads_rows", "allheads_ldsm"};
+constexpr int kNumModes = sizeof(kModes) / sizeof(kModes[0]);
+using RunFn = float (*)(const Params&, int, int, int);
+template <int S, int... M>
+constexpr std::array<RunFn, sizeof...(M)> runs_for(std::integer_sequence<int, M...>) {
+  return {run<S, M>...};
+}
+const std::array<RunFn, kNumModes> kRuns[] = {
+    runs_for<2>(std::make_integer_sequence<int, kNumModes>{}), runs_for<3>(std::make_integer_sequence<int, kNumModes>{}),
+    runs_for<4>(std::make_integer_sequence<int, kNumModes>{}), runs_for<5>(std::make_integer_sequence<int, kNumModes>{}),
+    runs_for<6>(std::make_integer_sequence<int, kNumModes>{})};
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 7) {
-    fprintf(stderr, "usage: %s batch kv_len splits stages bulk|cpasync ctas_per_sm [reps]\n", argv[0]);
+    fprintf(stderr, "usage: %s batch kv_len splits stages mode ctas_per_sm [reps]\n", argv[0]);
     return 2;
   }
   const int B = atoi(argv[1]), L = atoi(argv[2]), splits = atoi(argv[3]), S = atoi(argv[4]);
-  const int mode = strcmp(argv[5], "allheads_ldsm") == 0 ? 10 : strcmp(argv[5], "allheads_rows") == 0 ? 9 : strcmp(argv[5], "allheads_tma") == 0 ? 8 : strcmp(argv[5], "allheads") == 0 ? 7 : strcmp(argv[5], "tma2k") == 0 ? 6 : strcmp(argv[5], "tma4k") == 0 ? 5 : strcmp(argv[5], "cpasync_hnd") == 0 ? 4 : strcmp(argv[5], "dense") == 0 ? 3 : strcmp(argv[5], "page") == 0 ? 2 : strcmp(argv[5], "bulk") == 0 ? 1 : 0;
+  int mode = -1;
+  for (int m = 0; m < kNumModes; ++m)
+    if (strcmp(argv[5], kModes[m]) == 0) mode = m;
+  if (mode < 0 || S < 2 || S > 6) {
+    fprintf(stderr, "mode: one of cpasync bulk page dense cpasync_hnd tma4k tma2k allheads allheads_tma allheads_rows "
+                    "allheads_ldsm; stages: 2..6\n");
+    return 2;
+  }
   const int per_sm = atoi(argv[6]), reps = argc > 7 ? atoi(argv[7]) : 200;
   const int ppr = (L + kPage - 1) / kPage;
   // Enough cache copies that one call's pages are not in L2 from the previous call: 4 rotating sets.
@@ -338,10 +360,7 @@ int main(int argc, char** argv) {
   for (int s = 0; s < sets; ++s) {
     p.idx = all_idx + s * B * ppr;
     p.dense_off = int64_t(s) * B * L * kH * kD * 2;
-#define CASE(NS)                                                                                     \
-  if (S == NS) us = mode == 10 ? run<NS, 10>(p, grid, smem, reps / sets) : mode == 9 ? run<NS, 9>(p, grid, smem, reps / sets) : mode == 8 ? run<NS, 8>(p, grid, smem, reps / sets) : mode == 7 ? run<NS, 7>(p, grid, smem, reps / sets) : mode == 6 ? run<NS, 6>(p, grid, smem, reps / sets) : mode == 5 ? run<NS, 5>(p, grid, smem, reps / sets) : mode == 4 ? run<NS, 4>(p, grid, smem, reps / sets) : mode == 3 ? run<NS, 3>(p, grid, smem, reps / sets) : mode == 2 ? run<NS, 2>(p, grid, smem, reps / sets) : mode ? run<NS, 1>(p, grid, smem, reps / sets) \
-                                                                  : run<NS, 0>(p, grid, smem, reps / sets);
-    CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
+    us = kRuns[S - 2][mode](p, grid, smem, reps / sets);
     per.push_back(us), per_b2b.push_back(g_b2b);
   }
   std::sort(per.begin(), per.end());
