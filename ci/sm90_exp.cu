@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "sm90/attention_launch.cuh"
-#include "../cpp/src/sm90_schedule.cpp"
+#include "../cpp/src/job_schedule.cpp"
 #include "../cpp/src/tma.cpp"
 
 using namespace kvinfer;
@@ -143,14 +143,14 @@ static int run(int L, bool causal, int H) {
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
   p.grid_x = std::min(sms, p.implicit_qo_tiles * H);
-  // Job order: the library's choice (sm90_head_section), or EXP_HS heads per section.
+  // Job order: the library's choice (job_head_section), or EXP_HS heads per section.
   std::vector<int32_t> tiles(p.implicit_qo_tiles);
   for (int i = 0; i < p.implicit_qo_tiles; ++i)
-    tiles[i] = sm90_item_tiles(L, L, causal ? p.implicit_qo_tiles - 1 - i : i, 0, L, 1, causal, KV);
+    tiles[i] = item_kv_tiles(L, L, causal ? p.implicit_qo_tiles - 1 - i : i, 0, L, 1, causal, kSm90TileRows, KV);
   // Jobs after the first wave: claimed through a counter (as plans run), or EXP_STATIC=1: i + grid, ...
   const bool claimed = getenv("EXP_STATIC") == nullptr;
   if (claimed) cudaMalloc(&p.sched, 8), cudaMemset(p.sched, 0, 8);
-  p.head_section = getenv("EXP_HS") ? atoi(getenv("EXP_HS")) : sm90_head_section(tiles, H, p.grid_x, claimed);
+  p.head_section = getenv("EXP_HS") ? atoi(getenv("EXP_HS")) : job_head_section(tiles, H, p.grid_x, claimed, 20);
   cudaEvent_t a, b;
   cudaEventCreate(&a), cudaEventCreate(&b);
   // EXP_REPS (default 20) timed launches after as many warmup launches: hundreds keep the GPU busy long

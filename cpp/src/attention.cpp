@@ -10,7 +10,7 @@
 #include "check.h"
 #include "device.h"
 #include "dispatch.h"
-#include "sm90_schedule.h"
+#include "job_schedule.h"
 #include "tma.h"
 
 namespace kvinfer {
@@ -231,9 +231,10 @@ SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num
     std::vector<int32_t> item_tiles(size_t(tiles * sp.splits));
     for (int64_t c = 0, w = 0; c < sp.splits; ++c)
       for (int64_t i = 0; i < tiles; ++i, ++w)
-        item_tiles[w] = detail::sm90_item_tiles(qo_len, kv_len, causal ? tiles - 1 - i : i, c * sp.chunk_tokens,
-                                                std::min(kv_len, (c + 1) * sp.chunk_tokens), group, causal, sp.kv_rows);
-    sp.head_section = detail::sm90_head_section(item_tiles, num_kv_heads, sp.grid_x, /*claimed=*/false);
+        item_tiles[w] = detail::item_kv_tiles(qo_len, kv_len, causal ? tiles - 1 - i : i, c * sp.chunk_tokens,
+                                              std::min(kv_len, (c + 1) * sp.chunk_tokens), group, causal,
+                                              detail::kSm90TileRows, sp.kv_rows);
+    sp.head_section = detail::job_head_section(item_tiles, num_kv_heads, sp.grid_x, /*claimed=*/false, 20);
   }
   return sp;
 }
@@ -402,6 +403,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   const bool merge_in_kernel = plan.merge_in_kernel;  // FA2 decode-tile plans only (the planner's rule)
   if (merge_in_kernel) p.merge_counters = reinterpret_cast<int32_t*>(ws + plan.off_merge_ctr);
   p.grid_x = plan.grid_x;
+  p.head_section = plan.head_section;  // FA2-class kernel (the Hopper kernel reads the plan's header)
   p.pdl = opt.enable_pdl;  // the FA2-class launcher decides whether it can (pdl_capable)
   const detail::AttnTile tile = plan.tile_rows != 16 ? detail::AttnTile::kPrefill
                                 : plan.lean_decode   ? detail::AttnTile::kDecodeLean

@@ -119,10 +119,11 @@ struct AttnParams {
   // Programmatic dependent launch wanted: the FA2-class launcher uses it where the kernel's code was
   // compiled for sm90 (it then runs on sm90+ and waits on griddepcontrol); others ignore it.
   bool pdl = false;
-  // Hopper path: job order. Jobs w = 0, 1, ... walk the kv heads in sections of head_section heads
-  // (0: all heads in one section): all work items of a section before the next, heads fastest, so
-  // the CTAs running at once share the K/V of few heads in L2. Single request only: a plan's value
-  // is in its workspace header (num_work[2]).
+  // Job order (section_job in cuda/common/attn_job.cuh): jobs walk the kv heads in sections of
+  // head_section heads, all work items of a section before the next, heads fastest, so the CTAs running
+  // at once share the K/V of few heads in L2. Hopper path: 0 is all heads in one section; a plan's value
+  // is in its workspace header (num_work[2]), this field serves single requests. FA2-class kernel: 0 is
+  // its default order (attention_kernel); plans and single requests alike pass it here.
   int head_section = 0;
   // Hopper path, plans: two claim counters in the workspace header (words 3 and 4, zero between
   // launches): after its first job a CTA claims the next job of the list (the CTA that frees up first

@@ -10,7 +10,7 @@
 #include "check.h"
 #include "device.h"
 #include "launch.h"
-#include "sm90_schedule.h"
+#include "job_schedule.h"
 
 namespace kvinfer {
 
@@ -48,14 +48,15 @@ int64_t tile0_tokens(const AttnPlan& p, int64_t b, int64_t group) {
 // The FA3 tail split (see its caller): among K tail items (query tile 0 of the last K requests in the
 // work order) and s KV pieces each, the plan with the shortest simulated longest CTA, if it beats the
 // plan as it is by 1% after a merge cost. Only for items of equal cost (the FlashAttention grid,
-// batches of equal lengths); the model is sm90_head_section's: a job costs its KV tiles + 2, each
+// batches of equal lengths); the model is job_head_section's: a job costs its KV tiles + 2, each
 // job goes to the least-loaded CTA. Rewrites p.work and the partial rows; returns the tail items.
 int64_t plan_fa3_tail(AttnPlan& p, int64_t group, const PlanOptions& opt, std::vector<int32_t>& tail_splits) {
   const int64_t H = opt.num_kv_heads, N = p.num_work(), jobs = N * H;
   const int64_t G = std::min<int64_t>(jobs, opt.target_ctas);
   if (N == 0 || jobs < 2 * G || jobs % G == 0) return 0;
   auto item_cost = [&](const PlanWorkItem& it, int64_t kv_begin, int64_t kv_end) {
-    return int64_t(detail::sm90_item_tiles(it.qo_len, it.kv_len, it.qo_tile, kv_begin, kv_end, group, false, p.kv_rows)) + 2;
+    return int64_t(detail::item_kv_tiles(it.qo_len, it.kv_len, it.qo_tile, kv_begin, kv_end, group, false,
+                                         detail::kSm90TileRows, p.kv_rows)) + 2;
   };
   const int64_t c = item_cost(p.work[0], 0, p.work[0].kv_len);
   for (const PlanWorkItem& it : p.work)
@@ -410,10 +411,11 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     std::vector<int32_t> item_tiles(p.work.size() - size_t(p.tail_items));  // the sections hold the main items
     for (size_t i = 0; i < item_tiles.size(); ++i) {
       const PlanWorkItem& it = p.work[i];
-      item_tiles[i] = detail::sm90_item_tiles(p.qo_indptr[it.request + 1] - p.qo_indptr[it.request], p.kv_len[it.request],
-                                              it.qo_tile, it.kv_begin, it.kv_end, group, opt.causal, p.kv_rows);
+      item_tiles[i] = detail::item_kv_tiles(p.qo_indptr[it.request + 1] - p.qo_indptr[it.request], p.kv_len[it.request],
+                                            it.qo_tile, it.kv_begin, it.kv_end, group, opt.causal, detail::kSm90TileRows,
+                                            p.kv_rows);
     }
-    p.head_section = detail::sm90_head_section(item_tiles, opt.num_kv_heads, p.grid_x, /*claimed=*/true);
+    p.head_section = detail::job_head_section(item_tiles, opt.num_kv_heads, p.grid_x, /*claimed=*/true, 20);
   }
 
   // The image run() reads: [0, off_page_off) then [off_work, end) (see AttnPlan::image).

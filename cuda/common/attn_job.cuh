@@ -25,6 +25,18 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// Job b of num_items x hkv (work item, kv head) jobs taken in sections of hs kv heads (hs <= 0 or >= hkv:
+// one section): every work item of a section before the next, heads fastest within it. hs = hkv runs
+// the heads of an item side by side, hs = 1 a head's items. The host's job_head_section
+// (cpp/src/job_schedule.cpp) simulates this order: keep the two in step.
+__device__ __forceinline__ void section_job(int hs, int hkv, int num_items, unsigned b, int& item, int& kvh) {
+  hs = hs > 0 && hs < hkv ? hs : hkv;
+  const unsigned per_sec = unsigned(hs) * unsigned(num_items), sec = b / per_sec;
+  const int heads = min(hs, hkv - int(sec) * hs);  // heads of this section (the last may have fewer)
+  const unsigned rem = b - sec * per_sec;
+  item = int(rem / unsigned(heads)), kvh = int(sec) * hs + int(rem % unsigned(heads));
+}
+
 // Work item w of a plan: three 16-byte loads (the request's metadata is in the item).
 __device__ __forceinline__ void load_item(const AttnParams& p, int w, Job& j) {
   const int4* src = reinterpret_cast<const int4*>(p.work + w);

@@ -8,11 +8,9 @@ namespace kvinfer::detail::attn90 {
 
 using attn::Job;
 
-// Job w of the persistent list: (work item, kv head). Heads go in sections of hs heads (the last may
-// be smaller); within a section, heads vary fastest, then work items in plan order. The host's
-// sm90_head_section (cpp/src/sm90_schedule.cpp) simulates this order: keep the two in step. The last
-// `tail` items (the planner's tail split: KV pieces of a few items) come after every section, all heads
-// of an item side by side, so the grid ends on short jobs.
+// Job w of the persistent list: (work item, kv head), in sections of hs heads (section_job). The
+// last `tail` items (the planner's tail split: KV pieces of a few items) come after every section, all
+// heads of an item side by side, so the grid ends on short jobs.
 __device__ __forceinline__ void job_of(const AttnParams& p, int hs, int tail, int w, int num_items, int& item, int& kvh) {
   const int hkv = p.num_kv_heads;
   num_items -= tail;
@@ -21,11 +19,7 @@ __device__ __forceinline__ void job_of(const AttnParams& p, int hs, int tail, in
     item = num_items + int(r / unsigned(hkv)), kvh = int(r % unsigned(hkv));
     return;
   }
-  hs = hs > 0 && hs < hkv ? hs : hkv;
-  const int per_sec = hs * num_items, sec = int(unsigned(w) / unsigned(per_sec));
-  const int heads = min(hs, hkv - sec * hs);  // heads of this section
-  const unsigned rem = unsigned(w - sec * per_sec);
-  item = int(rem / unsigned(heads)), kvh = sec * hs + int(rem % unsigned(heads));
+  attn::section_job(hs, hkv, num_items, unsigned(w), item, kvh);
 }
 
 // Per-job geometry shared by producer and consumers (both must agree on every job and tile count).

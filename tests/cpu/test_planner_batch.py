@@ -431,9 +431,9 @@ def test_backend_name_is_checked():
         make_plan([1], [10], backend="fa9")
 
 
-def fa3_job_order(n_items, heads, hs):
-    """(work item, kv head) of each job of the Hopper kernel's persistent list, in order: kv heads in
-    sections of hs heads, heads fastest within a section (job_of in cuda/sm90/jobs.cuh)."""
+def job_order(n_items, heads, hs):
+    """(work item, kv head) of each job of the attention kernels' job list, in order: kv heads in
+    sections of hs heads, heads fastest within a section (section_job in cuda/common/attn_job.cuh)."""
     hs = hs if 0 < hs < heads else heads
     jobs = []
     for w in range(n_items * heads):
@@ -445,33 +445,43 @@ def fa3_job_order(n_items, heads, hs):
     return jobs
 
 
-def fa3_makespan(p, a, heads, qo_lens, kv_lens, causal, hs, claimed=True, kn=128, job_cost=2):
-    """Largest per-CTA cost (KV tiles + a fixed cost per job). CTA c starts with job c; then each job
-    goes to the least-loaded CTA (claimed: plans' claim counter, the CTA that frees up first takes
-    the next job), or CTA c takes jobs c + grid, c + 2 grid, ... (static: single requests)."""
+def item_tiles(a, qo_lens, kv_lens, causal, rows=128, kn=128, group=1):
+    """KV tiles of kn tokens each work item reads (query tiles of `rows` packed rows)."""
     tiles = []
     for r, t, kb, ke in zip(a["work_request"], a["work_qo_tile"], a["work_kv_begin"], a["work_kv_end"]):
         qo, kv = qo_lens[r], kv_lens[r]
         hi = min(ke, kv)
         if causal:
-            hi = min(hi, min(qo, (t + 1) * 128) - 1 + kv - qo + 1)
+            hi = min(hi, (min(qo * group, (t + 1) * rows) - 1) // group + kv - qo + 1)
         tiles.append(max(0, -(-(hi - kb) // kn)))
-    load = [0] * p.grid_x
-    heap = [(0, c) for c in range(p.grid_x)]
-    for w, (item, _) in enumerate(fa3_job_order(len(tiles), heads, hs)):
+    return tiles
+
+
+def makespan(tiles, heads, hs, grid, claimed=True, job_cost=2):
+    """Largest per-CTA cost (KV tiles + a fixed cost per job). CTA c starts with job c; then each job
+    goes to the least-loaded CTA (claimed: the Hopper plans' claim counter, or the hardware handing the
+    FA2-class kernel's one-job CTAs to the resident slot that frees up first), or CTA c takes jobs
+    c + grid, c + 2 grid, ... (static: Hopper single requests)."""
+    load = [0] * grid
+    heap = [(0, c) for c in range(grid)]
+    for w, (item, _) in enumerate(job_order(len(tiles), heads, hs)):
         cost = tiles[item] + job_cost
         if claimed:
             ld, c = heapq.heappop(heap)
             load[c] = ld + cost
             heapq.heappush(heap, (ld + cost, c))
         else:
-            load[w % p.grid_x] += cost
+            load[w % grid] += cost
     return max(load)
 
 
+def fa3_makespan(p, a, heads, qo_lens, kv_lens, causal, hs, claimed=True, kn=128, job_cost=2):
+    return makespan(item_tiles(a, qo_lens, kv_lens, causal, 128, kn), heads, hs, p.grid_x, claimed, job_cost)
+
+
 @pytest.mark.parametrize("hs", [0, 1, 2, 3, 5, 8, 9])
-def test_fa3_job_order_covers_every_job_once(hs):
-    jobs = fa3_job_order(7, 8, hs)
+def test_job_order_covers_every_job_once(hs):
+    jobs = job_order(7, 8, hs)
     assert sorted(jobs) == [(i, h) for i in range(7) for h in range(8)]
 
 
@@ -491,8 +501,6 @@ def test_fa3_head_section():
     span = {hs: fa3_makespan(p, a, heads, [n], [n], True, hs) for hs in (1, heads, p.head_section)}
     assert span[heads] < static[heads]
     assert span[p.head_section] <= 1.02 * span[heads]
-    # The fa2 backend has no job order to choose.
-    assert make_plan([n], [n], page_size=0, hq=heads, hkv=heads, causal=True)[0].head_section == 0
 
 
 def test_fa3_kv_tile_choice():

@@ -33,7 +33,7 @@ struct SinglePlan {
   int tile_rows = 16;            // 16: decode tile; else the prefill tile's rows for this head dim (FA3: 128)
   int kv_rows = 0;               // FA3: KV tokens per tile (the instance; 0: the head dim's default)
   int grid_x = 0;                // FA3: persistent CTAs (min(jobs, target_ctas))
-  int head_section = 0;          // FA3: kv heads per job section (job order for L2 locality; 0: all)
+  int head_section = 0;          // kv heads per job section (job order, section_job; 0: the kernel default)
   int splits = 1;
   int64_t chunk_tokens = 0;
   int64_t tmp_rows = 0;          // partial rows (qo_len * splits when split, else 0)

@@ -69,7 +69,7 @@ struct AttnPlan {
   bool lean_decode = false;             // the lean decode tile (PlanOptions::lean_target_ctas)
   int64_t chunk_tokens = 0;             // split length; every chunk but a request's last is this long
   int grid_x = 0;                       // CTAs along the work axis
-  int head_section = 0;                 // FA3: kv heads per job section (job order; header word 2)
+  int head_section = 0;                 // kv heads per job section (job order; FA3: header word 2; 0: default)
   int64_t tail_items = 0;               // FA3: the last work items form a tail section (header word 5)
   int64_t tail_row_begin = 0, tail_row_end = 0;  // FA3 tail: the query rows whose partials are merged
   std::vector<PlanWorkItem> work;       // longest KV ranges first

@@ -1,4 +1,4 @@
-#include "sm90_schedule.h"
+#include "job_schedule.h"
 
 #include <algorithm>
 #include <utility>
@@ -10,17 +10,18 @@ namespace kvinfer::detail {
 
 namespace {
 // End of the KV range [kv_begin, kv_end) that query tile qo_tile reads (causal: its last row's diagonal).
-int64_t item_kv_end(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t kv_end, int64_t group, bool causal) {
-  const int64_t rows = qo_len * group, row_end = std::min(rows, (qo_tile + 1) * kSm90TileRows);
+int64_t item_kv_end(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t kv_end, int64_t group, bool causal,
+                    int tile_rows) {
+  const int64_t rows = qo_len * group, row_end = std::min(rows, (qo_tile + 1) * tile_rows);
   int64_t hi = std::min(kv_end, kv_len);
   if (causal && row_end > 0) hi = std::min(hi, (row_end - 1) / group + (kv_len - qo_len) + 1);
   return hi;
 }
 }  // namespace
 
-int32_t sm90_item_tiles(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t kv_begin, int64_t kv_end,
-                        int64_t group, bool causal, int kv_rows) {
-  const int64_t hi = item_kv_end(qo_len, kv_len, qo_tile, kv_end, group, causal);
+int32_t item_kv_tiles(int64_t qo_len, int64_t kv_len, int64_t qo_tile, int64_t kv_begin, int64_t kv_end,
+                      int64_t group, bool causal, int tile_rows, int kv_rows) {
+  const int64_t hi = item_kv_end(qo_len, kv_len, qo_tile, kv_end, group, causal, tile_rows);
   return hi > kv_begin ? int32_t((hi - kv_begin + kv_rows - 1) / kv_rows) : 0;
 }
 
@@ -41,7 +42,7 @@ int sm90_pick_kv_rows(int head_dim, const int32_t* qo_indptr, const int32_t* kv_
     const int64_t qo_len = int64_t(qo_indptr[b + 1]) - qo_indptr[b];
     const int64_t tiles = (qo_len * group + kSm90TileRows - 1) / kSm90TileRows;
     for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t hi = item_kv_end(qo_len, kv_len[b], t, kv_len[b], group, causal);
+      const int64_t hi = item_kv_end(qo_len, kv_len[b], t, kv_len[b], group, causal, kSm90TileRows);
       if (hi <= 0) continue;
       cost_base += double((hi + base - 1) / base) + (hi % base ? kPartial : 0.0) + kJob;
       cost_wide += kWideStep * double((hi + wide - 1) / wide) + (hi % wide ? kPartial : 0.0) + kJob;
@@ -53,7 +54,7 @@ int sm90_pick_kv_rows(int head_dim, const int32_t* qo_indptr, const int32_t* kv_
 namespace {
 
 // Longest per-CTA sum of job costs (tiles + a fixed cost per job) under the kernel's job order
-// (job_of in cuda/sm90/jobs.cuh) with `hs` heads per section: jobs dealt round-robin, or
+// (section_job in cuda/common/attn_job.cuh) with `hs` heads per section: jobs dealt round-robin, or
 // (claimed) each to the least-loaded CTA, which is where the CTA that frees up first claims it.
 int64_t makespan(const std::vector<int32_t>& tiles, int heads, int grid, int hs, bool claimed,
                  std::vector<int64_t>& load) {
@@ -86,7 +87,8 @@ int64_t makespan(const std::vector<int32_t>& tiles, int heads, int grid, int hs,
 }
 }  // namespace
 
-int sm90_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid, bool claimed) {
+int job_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid, bool claimed,
+                     int slack_permille) {
   if (num_kv_heads <= 1 || item_tiles.empty() || grid <= 0) return 1;
   const bool uniform = std::all_of(item_tiles.begin(), item_tiles.end(), [&](int32_t t) { return t == item_tiles[0]; });
   if (uniform) return 1;  // equal jobs: any order is balanced
@@ -95,7 +97,7 @@ int sm90_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, 
   std::vector<int64_t> load(grid);
   const int64_t all = makespan(item_tiles, num_kv_heads, grid, num_kv_heads, claimed, load);
   for (int hs = 1; hs < num_kv_heads; hs *= 2)
-    if (makespan(item_tiles, num_kv_heads, grid, hs, claimed, load) * 50 <= all * 51) return hs;  // within 2%
+    if (makespan(item_tiles, num_kv_heads, grid, hs, claimed, load) * 1000 <= all * (1000 + slack_permille)) return hs;
   return num_kv_heads;
 }
 
