@@ -223,18 +223,25 @@ SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num
   }
   sp.tmp_rows = sp.splits > 1 ? qo_len * sp.splits : 0;
   sp.grid_x = int(std::max<int64_t>(1, std::min<int64_t>(ctas * sp.splits, std::max(1, target_ctas))));
-  if (backend == AttnBackend::kFA3) {
+  // Job order: the kernel's implicit list, w = chunk * tiles + tile (causal: last tiles first), in
+  // sections of head_section kv heads. FA3: a persistent grid of grid_x CTAs taking jobs i, i + grid,
+  // ...; FA2 (prefill tile): one CTA per job, handed out in block order to target_ctas resident CTAs.
+  const bool fa3 = backend == AttnBackend::kFA3;
+  if (fa3) {
     const int32_t qo_indptr[2] = {0, int32_t(qo_len)}, kv_len32 = int32_t(kv_len);
     sp.kv_rows = detail::sm90_pick_kv_rows(head_dim, qo_indptr, &kv_len32, 1, group, causal, /*wide_ok=*/true);
-    // Job order: the kernel's implicit list, w = chunk * tiles + tile (causal: last tiles first).
+  }
+  if (fa3 || (sp.tile_rows != 16 && target_ctas > 0)) {
+    const int kv_rows = fa3 ? sp.kv_rows : detail::attn_tile_kv(detail::AttnTile::kPrefill, head_dim);
     const int64_t tiles = ceil_div(qo_len * group, sp.tile_rows);
     std::vector<int32_t> item_tiles(size_t(tiles * sp.splits));
     for (int64_t c = 0, w = 0; c < sp.splits; ++c)
       for (int64_t i = 0; i < tiles; ++i, ++w)
         item_tiles[w] = detail::item_kv_tiles(qo_len, kv_len, causal ? tiles - 1 - i : i, c * sp.chunk_tokens,
                                               std::min(kv_len, (c + 1) * sp.chunk_tokens), group, causal,
-                                              detail::kSm90TileRows, sp.kv_rows);
-    sp.head_section = detail::job_head_section(item_tiles, num_kv_heads, sp.grid_x, /*claimed=*/false, 20);
+                                              int(sp.tile_rows), kv_rows);
+    sp.head_section = fa3 ? detail::job_head_section(item_tiles, num_kv_heads, sp.grid_x, /*claimed=*/false, 20)
+                          : detail::job_head_section(item_tiles, num_kv_heads, target_ctas, /*claimed=*/true, 10);
   }
   return sp;
 }

@@ -332,6 +332,26 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
     }
   }
   p.merge_groups = next_group;
+  // FA2-class prefill tile: items heaviest first over the whole batch (causal query tiles of every
+  // request by their KV tiles; stable, so equal items keep request order and share K/V in L2), so that
+  // the grid, one job per CTA in section order, ends on its shortest jobs (the section is chosen below).
+  std::vector<int32_t> fa2_tiles;
+  if (!fa3 && !decode_tile) {
+    fa2_tiles.resize(p.work.size());
+    for (size_t i = 0; i < p.work.size(); ++i) {
+      const PlanWorkItem& it = p.work[i];
+      fa2_tiles[i] = detail::item_kv_tiles(it.qo_len, it.kv_len, it.qo_tile, it.kv_begin, it.kv_end, group, opt.causal,
+                                           int(p.tile_rows), int(p.kv_rows));
+    }
+    std::vector<int64_t> idx(p.work.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return fa2_tiles[a] > fa2_tiles[b]; });
+    std::vector<PlanWorkItem> sorted(p.work.size());
+    std::vector<int32_t> sorted_tiles(p.work.size());
+    for (size_t i = 0; i < idx.size(); ++i) sorted[i] = p.work[idx[i]], sorted_tiles[i] = fa2_tiles[idx[i]];
+    p.work.swap(sorted);
+    fa2_tiles.swap(sorted_tiles);
+  }
   // FA3, non-causal: a ragged last round of equal jobs (the FlashAttention grid at D 128: 4096 jobs on
   // 132 CTAs, four CTAs run a 32nd job while the rest idle; 1.7% of the run) is filled by splitting the
   // KV of the last few items, query tile 0 of the last requests, into a tail section of shorter jobs
@@ -416,6 +436,10 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
                                             p.kv_rows);
     }
     p.head_section = detail::job_head_section(item_tiles, opt.num_kv_heads, p.grid_x, /*claimed=*/true, 20);
+  } else if (!decode_tile && !graph && opt.target_ctas > 0) {
+    // FA2-class prefill: one CTA per job, handed out in block order to target_ctas resident CTAs as
+    // they free up. Graph plans keep the kernel's default order (the captured launch keeps its value).
+    p.head_section = detail::job_head_section(fa2_tiles, opt.num_kv_heads, opt.target_ctas, /*claimed=*/true, 10);
   }
 
   // The image run() reads: [0, off_page_off) then [off_work, end) (see AttnPlan::image).

@@ -503,6 +503,39 @@ def test_fa3_head_section():
     assert span[p.head_section] <= 1.02 * span[heads]
 
 
+def test_fa2_prefill_job_order():
+    """FA2-class prefill plans: items heaviest first over the batch, and the fewest heads per section
+    whose simulated grid (one job per CTA, handed to the resident CTA that frees up first) stays within
+    1% of the all-heads order; the request-major order of before ends on a long job."""
+    n, b, heads, slots = 2048, 8, 16, 264
+    p, a = make_plan([n] * b, [n] * b, page_size=0, hq=heads, hkv=heads, d=64, causal=True, target_ctas=slots)
+    assert p.tile_rows == 128 and p.kv_rows == 128
+    tiles = item_tiles(a, [n] * b, [n] * b, True)
+    assert tiles == sorted(tiles, reverse=True) and tiles[0] == n // 128 and tiles[-1] == 1
+    # Equal items keep request order (their K/V shared in L2).
+    assert list(a["work_request"][:b]) == list(range(b)) and set(a["work_qo_tile"][:b]) == {n // 128 - 1}
+    assert 1 <= p.head_section <= heads
+    span = {hs: makespan(tiles, heads, hs, slots) for hs in (1, heads, p.head_section)}
+    assert span[p.head_section] <= 1.01 * span[heads]
+    assert p.head_section == 1 or makespan(tiles, heads, p.head_section // 2, slots) > 1.01 * span[heads]
+    old = sorted(range(len(tiles)), key=lambda i: (a["work_request"][i], -a["work_qo_tile"][i]))
+    assert makespan([tiles[i] for i in old], heads, 1, slots) > 1.01 * span[p.head_section]
+    # Groups: query tiles of packed rows (4 query heads per kv head).
+    p, a = make_plan([300, 1000], [300, 1000], page_size=0, hq=16, hkv=4, d=128, causal=True, target_ctas=slots)
+    tiles = item_tiles(a, [300, 1000], [300, 1000], True, 128, 64, group=4)
+    assert tiles == sorted(tiles, reverse=True)
+    # Equal jobs (non-causal, equal lengths): one head per section, request-major as before.
+    p, a = make_plan([n] * b, [n] * b, page_size=0, hq=heads, hkv=heads, d=64, target_ctas=slots)
+    assert p.head_section == 1
+    assert list(a["work_request"]) == [r for r in range(b) for _ in range(n // 128)]
+    # Decode plans and CUDA-graph plans keep the kernel's default order.
+    assert make_plan([1] * 8, [n] * 8, hq=32, hkv=8, target_ctas=slots)[0].head_section == 0
+    kv_indptr, last = page_table([n] * b, 0)
+    g = _C.plan_attention(qo_indptr_of([n] * b), kv_indptr, last, None, heads, heads, 64, 0, True, 0, slots, 256,
+                          True, 2, b, n * b, 0, 0, 0, "fa2", 0, 0, 0, "auto")
+    assert g.head_section == 0
+
+
 def test_fa3_kv_tile_choice():
     """Head dim 64 on FA3: the wide 192-token KV tile for long KV (its cost model: 1.36 base steps per wide
     step, 0.9 for a partial last tile, 2 per job), the 128-token tile for short KV, causal 2048, pages that
