@@ -150,7 +150,7 @@ static int run(int L, bool causal, int H) {
   // Jobs after the first wave: claimed through a counter (as plans run), or EXP_STATIC=1: i + grid, ...
   const bool claimed = getenv("EXP_STATIC") == nullptr;
   if (claimed) cudaMalloc(&p.sched, 8), cudaMemset(p.sched, 0, 8);
-  p.head_section = getenv("EXP_HS") ? atoi(getenv("EXP_HS")) : job_head_section(tiles, H, p.grid_x, claimed, 20);
+  p.head_section = getenv("EXP_HS") ? atoi(getenv("EXP_HS")) : job_head_section(tiles, H, p.grid_x, claimed, 20, false);
   cudaEvent_t a, b;
   cudaEventCreate(&a), cudaEventCreate(&b);
   // EXP_REPS (default 20) timed launches after as many warmup launches: hundreds keep the GPU busy long

@@ -240,8 +240,8 @@ SinglePlan plan_single(int64_t qo_len, int64_t kv_len, int num_qo_heads, int num
         item_tiles[w] = detail::item_kv_tiles(qo_len, kv_len, causal ? tiles - 1 - i : i, c * sp.chunk_tokens,
                                               std::min(kv_len, (c + 1) * sp.chunk_tokens), group, causal,
                                               int(sp.tile_rows), kv_rows);
-    sp.head_section = fa3 ? detail::job_head_section(item_tiles, num_kv_heads, sp.grid_x, /*claimed=*/false, 20)
-                          : detail::job_head_section(item_tiles, num_kv_heads, target_ctas, /*claimed=*/true, 10);
+    sp.head_section = fa3 ? detail::job_head_section(item_tiles, num_kv_heads, sp.grid_x, /*claimed=*/false, 20, false)
+                          : detail::job_head_section(item_tiles, num_kv_heads, target_ctas, /*claimed=*/true, 10, true);
   }
   return sp;
 }

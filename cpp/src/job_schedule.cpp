@@ -88,7 +88,7 @@ int64_t makespan(const std::vector<int32_t>& tiles, int heads, int grid, int hs,
 }  // namespace
 
 int job_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid, bool claimed,
-                     int slack_permille) {
+                     int slack_permille, bool pow2_divisors) {
   if (num_kv_heads <= 1 || item_tiles.empty() || grid <= 0) return 1;
   const bool uniform = std::all_of(item_tiles.begin(), item_tiles.end(), [&](int32_t t) { return t == item_tiles[0]; });
   if (uniform) return 1;  // equal jobs: any order is balanced
@@ -96,8 +96,10 @@ int job_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, i
   if (int64_t(item_tiles.size()) * num_kv_heads > (int64_t(1) << 18)) return num_kv_heads;
   std::vector<int64_t> load(grid);
   const int64_t all = makespan(item_tiles, num_kv_heads, grid, num_kv_heads, claimed, load);
-  for (int hs = 1; hs < num_kv_heads; hs *= 2)
+  for (int hs = 1; hs < num_kv_heads; hs *= 2) {
+    if (pow2_divisors && num_kv_heads % hs != 0) break;  // no larger power of two divides it either
     if (makespan(item_tiles, num_kv_heads, grid, hs, claimed, load) * 1000 <= all * (1000 + slack_permille)) return hs;
+  }
   return num_kv_heads;
 }
 

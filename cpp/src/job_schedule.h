@@ -26,8 +26,10 @@ int sm90_pick_kv_rows(int head_dim, const int32_t* qo_indptr, const int32_t* kv_
 // on H200: 496 -> 629 TFLOP/s at seqlen 4096, 32 heads, D 128); it returns the fewest heads whose
 // simulated longest CTA is within slack_permille of one section of all heads (items of unequal
 // length, e.g. causal, otherwise pile up on some CTAs). The Hopper kernel allows 2% (20); the FA2-class
-// kernel 1%: its grid ends when its last one-job CTA does.
+// kernel 1%: its grid ends when its last one-job CTA does. Candidates are powers of two below the head
+// count, then all heads; `pow2_divisors` (the FA2-class kernel, whose CTAs map their job by one shift
+// and one division) only those that divide the head count.
 int job_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, int grid, bool claimed,
-                     int slack_permille);
+                     int slack_permille, bool pow2_divisors);
 
 }  // namespace kvinfer::detail

@@ -435,11 +435,11 @@ AttnPlan plan_attention(const int32_t* qo_indptr, const int32_t* kv_indptr, cons
                                             it.qo_tile, it.kv_begin, it.kv_end, group, opt.causal, detail::kSm90TileRows,
                                             p.kv_rows);
     }
-    p.head_section = detail::job_head_section(item_tiles, opt.num_kv_heads, p.grid_x, /*claimed=*/true, 20);
+    p.head_section = detail::job_head_section(item_tiles, opt.num_kv_heads, p.grid_x, /*claimed=*/true, 20, false);
   } else if (!decode_tile && !graph && opt.target_ctas > 0) {
     // FA2-class prefill: one CTA per job, handed out in block order to target_ctas resident CTAs as
     // they free up. Graph plans keep the kernel's default order (the captured launch keeps its value).
-    p.head_section = detail::job_head_section(fa2_tiles, opt.num_kv_heads, opt.target_ctas, /*claimed=*/true, 10);
+    p.head_section = detail::job_head_section(fa2_tiles, opt.num_kv_heads, opt.target_ctas, /*claimed=*/true, 10, true);
   }
 
   // The image run() reads: [0, off_page_off) then [off_work, end) (see AttnPlan::image).

@@ -99,20 +99,29 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
   const uint8_t* const mask_bits = kGeneral ? p.mask_bits : nullptr;
   const int tid = threadIdx.x, lane = tid & 31;
   const int wq = (tid >> 5) % C::kWarpsQ, wk = (tid >> 5) / C::kWarpsQ;  // this warp's row and KV slots
-  // A flat grid of grid_x x num_kv_heads CTAs: CTA b takes work item work0 of kv head kvh (section_job),
-  // then work0 + grid_x, ... Batch prefill plans give the order (head_section: the planner sorts items
-  // heaviest first and takes the fewest heads per section that keep the grid's tail short). Else,
-  // decode and causal prefill at D 256: the KV head fastest, so the heads of one work item run side by
-  // side (a paged NHD cache's pages, all heads of a token adjacent, are read from DRAM in one short
-  // window; causal items, heaviest first, start in that order). Other prefill: the work item fastest,
-  // so a request's query tiles run side by side and share its K/V in L2: non-causal 1.03-1.09x at
-  // seqlen 16384; causal D 64 1.08-1.11x at 2048-16384 with the 128-token KV tile (D 128 1.00-1.02x),
-  // D 256 causal 0.95x at 4096 (H200, 2026-11-21, ci/ab_fa2.sh).
+  // A flat grid of grid_x x num_kv_heads CTAs: CTA b takes work item work0 of kv head kvh, then work0 +
+  // grid_x, ..., in sections of hs heads (section_job's order): all heads side by side (hs >= the head
+  // count), or a power of two that divides it, one division either way (the general section_job cost
+  // the D 256 tile 2-3% at 255 registers, H200, 2026-11-22). Batch prefill plans give hs (head_section:
+  // the planner sorts items heaviest first and takes the fewest heads per section that keep the grid's
+  // tail short). Else, decode and causal prefill at D 256: the KV head fastest, so the heads of one work
+  // item run side by side (a paged NHD cache's pages, all heads of a token adjacent, are read from DRAM
+  // in one short window; causal items, heaviest first, start in that order). Other prefill: the work
+  // item fastest (hs 1), so a request's query tiles run side by side and share its K/V in L2:
+  // non-causal 1.03-1.09x at seqlen 16384 (H200, 2026-11-21, ci/ab_fa2.sh).
   const unsigned grid_x = gridDim.x / unsigned(p.num_kv_heads);
   const bool head_fastest = C::kDecode || (p.causal && D == 256);
   const int hs = p.head_section > 0 ? p.head_section : head_fastest ? p.num_kv_heads : 1;
   int work0, kvh;
-  section_job(hs, p.num_kv_heads, int(grid_x), blockIdx.x, work0, kvh);
+  if (hs >= p.num_kv_heads) {
+    work0 = int(blockIdx.x / unsigned(p.num_kv_heads));
+    kvh = int(blockIdx.x) - work0 * p.num_kv_heads;
+  } else {
+    const int shift = 31 - __clz(hs);  // hs = 1 << shift
+    const unsigned span = grid_x << shift, sec = blockIdx.x / span, rem = blockIdx.x - sec * span;
+    work0 = int(rem >> shift);
+    kvh = int((sec << shift) | (rem & unsigned(hs - 1)));
+  }
   const int work_step = int(grid_x);
   const int group = p.group;
   const float log2e = 1.4426950408889634f;

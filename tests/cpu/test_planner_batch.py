@@ -514,7 +514,7 @@ def test_fa2_prefill_job_order():
     assert tiles == sorted(tiles, reverse=True) and tiles[0] == n // 128 and tiles[-1] == 1
     # Equal items keep request order (their K/V shared in L2).
     assert list(a["work_request"][:b]) == list(range(b)) and set(a["work_qo_tile"][:b]) == {n // 128 - 1}
-    assert 1 <= p.head_section <= heads
+    assert 1 <= p.head_section <= heads and heads % p.head_section == 0  # a power of two dividing it, or all
     span = {hs: makespan(tiles, heads, hs, slots) for hs in (1, heads, p.head_section)}
     assert span[p.head_section] <= 1.01 * span[heads]
     assert p.head_section == 1 or makespan(tiles, heads, p.head_section // 2, slots) > 1.01 * span[heads]
@@ -524,6 +524,9 @@ def test_fa2_prefill_job_order():
     p, a = make_plan([300, 1000], [300, 1000], page_size=0, hq=16, hkv=4, d=128, causal=True, target_ctas=slots)
     tiles = item_tiles(a, [300, 1000], [300, 1000], True, 128, 64, group=4)
     assert tiles == sorted(tiles, reverse=True)
+    # 12 heads: sections of 1, 2 or 4 heads (powers of two that divide 12), or all 12.
+    p, a = make_plan([n] * b, [n] * b, page_size=0, hq=12, hkv=12, d=64, causal=True, target_ctas=slots)
+    assert p.head_section in (1, 2, 4, 12)
     # Equal jobs (non-causal, equal lengths): one head per section, request-major as before.
     p, a = make_plan([n] * b, [n] * b, page_size=0, hq=heads, hkv=heads, d=64, target_ctas=slots)
     assert p.head_section == 1
