@@ -160,6 +160,15 @@ void check_fa3_options(AttnBackend backend, const TensorView* mask_bits) {
     bad("packed_custom_mask: custom masks run on the FA2 backend only (plan with backend=\"fa2\" or \"auto\")");
 }
 
+// The FA2-class kernel maps its CTAs to jobs in sections of a power of two heads that divides the head
+// count, or of all heads (attention_kernel); any other value would skip and repeat jobs.
+void check_head_section(AttnBackend backend, int head_section, int64_t num_kv_heads) {
+  if (backend == AttnBackend::kFA3 || head_section <= 0 || head_section >= num_kv_heads) return;
+  if ((head_section & (head_section - 1)) != 0 || num_kv_heads % head_section != 0)
+    bad("head_section: expected 0, a power of two that divides num_kv_heads (" + std::to_string(num_kv_heads) +
+        ") or at least num_kv_heads, got " + std::to_string(head_section) + " (use the plan's value)");
+}
+
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Merges token-major partial rows (q dtype; LSE fp32, both [rows, H, D] / [rows, H] contiguous)
@@ -286,6 +295,7 @@ void single_attention(const TensorView& q, const TensorView& k, const TensorView
     bad("plan: kv_rows " + std::to_string(kv_rows) + " is not a KV tile of the head_dim " + std::to_string(d) +
         " Hopper kernels");
   check_fa3_options(sp.backend, mask_bits);
+  check_head_section(sp.backend, sp.head_section, hkv);
   detail::expect_cuda_same_device({&q, &k, &v, &o, lse, mask_bits, tmp_o, tmp_lse});
   if (qo_len == 0 || q.size(1) == 0) return;
 
@@ -355,6 +365,7 @@ void batch_attention(const AttnPlan& plan, const TensorView& q, const TensorView
   }
   check_mask(mask_bits, plan.mask_bits);
   check_fa3_options(po.backend, mask_bits);
+  check_head_section(po.backend, plan.head_section, hkv);
   detail::expect_dtype(int_ws, {DType::kU8, DType::kI8});
   detail::expect_ndim(int_ws, 1, "[bytes]");
   if (int_ws.size(0) < plan.int_workspace_bytes)

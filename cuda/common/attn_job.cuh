@@ -27,8 +27,9 @@ __device__ __forceinline__ void pdl_wait() {
 
 // Job b of num_items x hkv (work item, kv head) jobs taken in sections of hs kv heads (hs <= 0 or >= hkv:
 // one section): every work item of a section before the next, heads fastest within it. hs = hkv runs
-// the heads of an item side by side, hs = 1 a head's items. The host's job_head_section
-// (cpp/src/job_schedule.cpp) simulates this order: keep the two in step.
+// the heads of an item side by side, hs = 1 a head's items. The Hopper kernel's order (job_of); the
+// FA2-class kernel takes the same order for hs a power of two dividing hkv (its own shift form). The
+// host's job_head_section (cpp/src/job_schedule.cpp) simulates this order: keep them in step.
 __device__ __forceinline__ void section_job(int hs, int hkv, int num_items, unsigned b, int& item, int& kvh) {
   hs = hs > 0 && hs < hkv ? hs : hkv;
   const unsigned per_sec = unsigned(hs) * unsigned(num_items), sec = b / per_sec;

@@ -146,3 +146,18 @@ def test_attention_options(kwargs, name):
         kvinfer.single_prefill_with_kv_cache(q, k, v, **kwargs)
     with raises(ValueError, name):
         kvinfer.single_decode_with_kv_cache(q[0], k, v, **kwargs)
+
+
+def test_fa2_head_section_checked():
+    """The FA2-class kernel takes job sections of a power of two heads dividing the kv head count (or all
+    heads): another value would skip and repeat jobs, so the C++ entry point rejects it by name."""
+    from kvinfer import _C
+    q, k, v = (rng.standard_normal(s).astype(np.float16) for s in ((300, 6, 64), (300, 6, 64), (300, 6, 64)))
+    out = np.empty_like(q)
+    args = (q, k, v, out, None, None, "NHD", True, -1, 0.125, 0.0, 128, 1, 300, None, None, 0, "fa2", 1)
+    for hs in (3, 4, 5):  # 6 kv heads: 1, 2 and >= 6 are valid
+        with raises(ValueError, "head_section", "power of two"):
+            _C.single_attention(*args, hs, 0)
+    for hs in (0, 1, 2, 6, 8):  # valid: the call goes on to the device check
+        with raises(ValueError, "CUDA device"):
+            _C.single_attention(*args, hs, 0)
