@@ -427,15 +427,18 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
           // far) get inf or NaN sums and are redone.
           const bool spec = kSpecMax && t > 0;
           float pv[kNS][2], sum = 0.f;
-          if (spec) {
-            const float mu0 = m[mt][h] * scale;
+          // P = exp2(s scale - mu) of the row (one FFMA per element) and this thread's sum of it.
+          auto exp_row = [&](float mu) {
+            float acc = 0.f;
 #pragma unroll
             for (int n = 0; n < kNS; ++n) {
-              pv[n][0] = fast_exp2(fmaf(s[mt][n][2 * h], scale, -mu0));
-              pv[n][1] = fast_exp2(fmaf(s[mt][n][2 * h + 1], scale, -mu0));
-              sum += pv[n][0] + pv[n][1];
+              pv[n][0] = fast_exp2(fmaf(s[mt][n][2 * h], scale, -mu));
+              pv[n][1] = fast_exp2(fmaf(s[mt][n][2 * h + 1], scale, -mu));
+              acc += pv[n][0] + pv[n][1];
             }
-          }
+            return acc;
+          };
+          if (spec) sum = exp_row(m[mt][h] * scale);
           if (!spec || __any_sync(0xffffffff, !(sum < kSpecSumLimit))) {
             float mx = m[mt][h];
 #pragma unroll
@@ -444,15 +447,9 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
             // exp2((x - max) * scale) as one FFMA per element; m stays in logit units (lazy: lazy_max_step).
             const MaxStep ms = lazy_max_step(m[mt][h], mx, scale);
-            const float mu = ms.mu, corr = ms.corr;
+            const float corr = ms.corr;
             m[mt][h] = ms.m;
-            sum = 0.f;
-#pragma unroll
-            for (int n = 0; n < kNS; ++n) {
-              pv[n][0] = fast_exp2(fmaf(s[mt][n][2 * h], scale, -mu));
-              pv[n][1] = fast_exp2(fmaf(s[mt][n][2 * h + 1], scale, -mu));
-              sum += pv[n][0] + pv[n][1];
-            }
+            sum = exp_row(ms.mu);
             l[mt][h] *= corr;
             if (__any_sync(0xffffffff, corr != 1.f)) {
 #pragma unroll
