@@ -123,7 +123,8 @@ struct AttnParams {
   // head_section heads, all work items of a section before the next, heads fastest, so the CTAs running
   // at once share the K/V of few heads in L2. Hopper path: 0 is all heads in one section; a plan's value
   // is in its workspace header (num_work[2]), this field serves single requests. FA2-class kernel: 0 is
-  // its default order (attention_kernel); plans and single requests alike pass it here.
+  // its default order (attention_kernel), else a power of two dividing num_kv_heads or all heads (the
+  // run checks it); plans and single requests alike pass it here.
   int head_section = 0;
   // Hopper path, plans: two claim counters in the workspace header (words 3 and 4, zero between
   // launches): after its first job a CTA claims the next job of the list (the CTA that frees up first
