@@ -1,6 +1,7 @@
 #include "job_schedule.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -55,35 +56,44 @@ namespace {
 
 // Longest per-CTA sum of job costs (tiles + a fixed cost per job) under the kernel's job order
 // (section_job in cuda/common/attn_job.cuh) with `hs` heads per section: jobs dealt round-robin, or
-// (claimed) each to the least-loaded CTA, which is where the CTA that frees up first claims it.
+// (claimed) each to the least-loaded CTA, which is where the CTA that frees up first claims it. Stops
+// early once a CTA's load passes `limit` (loads only grow; the caller then rejects hs).
 int64_t makespan(const std::vector<int32_t>& tiles, int heads, int grid, int hs, bool claimed,
-                 std::vector<int64_t>& load) {
+                 std::vector<int64_t>& load, int64_t limit) {
   constexpr int kJobCost = 2;  // prologue and epilogue, in KV tiles (fitted on H200 from a seqlen sweep)
   const int64_t n = int64_t(tiles.size());
+  // claimed: `load` is a min-heap of the CTAs' loads (which CTA holds a load does not change the
+  // longest one); the least-loaded CTA takes the job and sinks to its place.
   std::fill(load.begin(), load.end(), 0);
-  // claimed: a min-heap of (load, CTA); CTA c takes job c first (ties go to the lower index).
-  std::vector<std::pair<int64_t, int>> heap;
-  if (claimed)
-    for (int c = 0; c < grid; ++c) heap.push_back({0, c});
-  const auto later = [](const std::pair<int64_t, int>& a, const std::pair<int64_t, int>& b) { return a > b; };
-  int64_t w = 0;
+  const size_t g = load.size();
+  int64_t longest = 0, w = 0;
   for (int sec = 0; sec * hs < heads; ++sec) {
     const int h = std::min(hs, heads - sec * hs);
     for (int64_t item = 0; item < n; ++item, w += h) {
       const int64_t c = tiles[item] + kJobCost;
       for (int j = 0; j < h; ++j) {
+        int64_t v;
         if (!claimed) {
-          load[(w + j) % grid] += c;
-          continue;
+          v = load[size_t((w + j) % grid)] += c;
+        } else {
+          v = load[0] + c;
+          size_t i = 0;
+          for (;;) {
+            size_t m = 2 * i + 1;
+            if (m >= g) break;
+            if (m + 1 < g && load[m + 1] < load[m]) ++m;
+            if (load[m] >= v) break;
+            load[i] = load[m];
+            i = m;
+          }
+          load[i] = v;
         }
-        std::pop_heap(heap.begin(), heap.end(), later);
-        heap.back().first += c;
-        load[heap.back().second] = heap.back().first;
-        std::push_heap(heap.begin(), heap.end(), later);
+        longest = std::max(longest, v);
+        if (longest > limit) return longest;
       }
     }
   }
-  return *std::max_element(load.begin(), load.end());
+  return longest;
 }
 }  // namespace
 
@@ -95,10 +105,11 @@ int job_head_section(const std::vector<int32_t>& item_tiles, int num_kv_heads, i
   // The simulation costs O(jobs) per candidate; past this many jobs keep the balanced order.
   if (int64_t(item_tiles.size()) * num_kv_heads > (int64_t(1) << 18)) return num_kv_heads;
   std::vector<int64_t> load(grid);
-  const int64_t all = makespan(item_tiles, num_kv_heads, grid, num_kv_heads, claimed, load);
+  const int64_t all = makespan(item_tiles, num_kv_heads, grid, num_kv_heads, claimed, load, INT64_MAX);
+  const int64_t limit = all * (1000 + slack_permille) / 1000;
   for (int hs = 1; hs < num_kv_heads; hs *= 2) {
     if (pow2_divisors && num_kv_heads % hs != 0) break;  // no larger power of two divides it either
-    if (makespan(item_tiles, num_kv_heads, grid, hs, claimed, load) * 1000 <= all * (1000 + slack_permille)) return hs;
+    if (makespan(item_tiles, num_kv_heads, grid, hs, claimed, load, limit) <= limit) return hs;
   }
   return num_kv_heads;
 }
