@@ -13,7 +13,8 @@ FILES=${AB_FILES:-cuda/sm80/attention_kernel.cuh}
 export KVINFER_CUDA_ARCHS=${AB_ARCHS:-90} KVINFER_HEAD_DIMS=${AB_DIMS:-64;256} KVINFER_DTYPES=bf16
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 rm -rf /tmp/ab_build_* /tmp/ab_site_*  # a warm machine keeps them: CMake caches the head dims
-mkdir -p /tmp/ab_new; for f in $FILES; do cp $f /tmp/ab_new/$(basename $f); done
+keep() { echo /tmp/ab_new/${1//\//__}; }  # the working tree's copy of a file (paths kept apart: two files may share a name)
+mkdir -p /tmp/ab_new; for f in $FILES; do cp $f $(keep $f); done
 build() {  # $1: name
   local start=$(date +%s)
   python3 -m pip install -q --no-build-isolation --no-deps --config-settings=build-dir=/tmp/ab_build_$1 \
@@ -33,12 +34,12 @@ mapfile -t variants <<< "${AB_VARIANTS:-B:}"
 for v in "${variants[@]}"; do
   name=${v%%:*}; expr=${v#*:}
   for f in $FILES; do
-    cp /tmp/ab_new/$(basename $f) $f
+    cp $(keep $f) $f
     case "$expr" in @*) cp "${expr#@}" $f ;; ?*) sed -i "$expr" $f ;; esac
   done
   build $name && names="$names $name"
 done
-for f in $FILES; do cp /tmp/ab_new/$(basename $f) $f; done
+for f in $FILES; do cp $(keep $f) $f; done
 for r in $(seq ${AB_ROUNDS:-2}); do
   for v in $names; do
     echo "== $v round $r"

@@ -4,7 +4,7 @@
 # copies (what cuDNN reads), HND page copies, and whole-page all-heads copies of the NHD cache (1 CTA / SM:
 # one 32 KB bulk copy, four 16 KB TMA boxes, or 2 KB rows; allheads_ldsm: the 32 KB copy read back by
 # ldmatrix as decode fragments, bank conflicts included).
-# Usage: ci/decode_loader_probe.sh OUT_DIR   (sm_90a device)
+# Usage: ci/decode_loader_probe.sh OUT_DIR   (sm_90a device; PROBE_SHAPES="args\nargs..." replaces the list)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=$(mkdir -p "$1" && cd "$1" && pwd)
@@ -13,7 +13,7 @@ nvcc -std=c++17 -gencode=arch=compute_90a,code=sm_90a -O3 ci/decode_bulk_exp.cu 
 while read -r args; do
   [ -z "$args" ] && continue
   /tmp/decode_bulk_exp $args 200 2>&1 | tee -a "$OUT_DIR/probe.log"
-done <<'SHAPES'
+done < <(if [ -n "${PROBE_SHAPES:-}" ]; then printf '%s\n' "$PROBE_SHAPES"; else cat <<'SHAPES'
 16 2048 3 2 cpasync 3
 16 2048 3 2 dense 3
 16 2048 1 4 dense 1
@@ -39,3 +39,4 @@ done <<'SHAPES'
 1 32768 128 3 allheads_rows 1
 1 32768 128 3 allheads_ldsm 1
 SHAPES
+fi)
