@@ -2,6 +2,7 @@
 shuffled page ids), with cuDNN SDPA on dense K/V in the same process: what the cache layout costs.
 
     PYTHONPATH=<site> python3 ci/decode_layout_exp.py [BxL ...]   (run from outside the repo)
+    (DECODE_EXP_PDL=0: runs without programmatic dependent launch; "both": each layout timed both ways)
 """
 import os
 import sys
@@ -26,8 +27,10 @@ def main():
             cache = paged_cache(batch, kv_len, layout)
             w = kvinfer.BatchDecodeWithPagedKVCacheWrapper(ws, kv_layout=layout)
             w.plan(indptr, idx, last, HQ, HKV, D, PS, q_data_type=torch.bfloat16)
-            us = _common.time_us(lambda: w.run(q, cache), REPS)
-            line += f", {layout} {us:.1f} us ({cudnn / us:.3f})"
+            for pdl in {"0": (False,), "both": (True, False)}.get(os.environ.get("DECODE_EXP_PDL", "1"), (True,)):
+                w._pdl = pdl
+                us = _common.time_us(lambda: w.run(q, cache), REPS)
+                line += f", {layout}{'' if pdl else ' no-PDL'} {us:.1f} us ({cudnn / us:.3f})"
             del cache
         print(line, flush=True)
         torch.cuda.empty_cache()

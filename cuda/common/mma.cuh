@@ -21,6 +21,19 @@ __device__ __forceinline__ void cp_async_16(uint32_t saddr, const void* gmem, bo
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
   cp_async_16(smem_addr(smem), gmem, valid);
 }
+// The same with an L2 cache policy (l2_evict_first).
+__device__ __forceinline__ void cp_async_16(uint32_t saddr, const void* gmem, bool valid, uint64_t policy) {
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(saddr), "l"(gmem),
+               "r"(src_bytes), "l"(policy));
+}
+// L2 policy for data read once (the decode tiles' K / V streams): its lines are evicted first, so the
+// rest of what L2 holds (partial rows, page ids, other kernels' data) stays.
+__device__ __forceinline__ uint64_t l2_evict_first() {
+  uint64_t policy;
+  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
 // 4-byte global -> shared copy (through L1: cp.async.cg takes 16 bytes only).
 __device__ __forceinline__ void cp_async_4(void* smem, const void* gmem) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_addr(smem)), "l"(gmem));
