@@ -222,9 +222,10 @@ __global__ void __launch_bounds__(Config<D, kTile>::kThreads, Config<D, kTile>::
     const T* k_head = static_cast<const T*>(p.k) + int64_t(kvh) * p.k_stride_h + lc0 * 8;
     const T* v_head = static_cast<const T*>(p.v) + int64_t(kvh) * p.v_stride_h + lc0 * 8;
     const int64_t kst = p.k_stride_tok, vst = p.v_stride_tok;
-    // Decode tiles read each K / V byte once (prefill tiles re-read K / V across query tiles through L2):
-    // evict-first, 0.3-1% faster (16 x 8192 128.9 -> 128.5 us, 1 x 32768 41.8-41.9 -> 41.4-41.5, lean
-    // 64 x 2048 126.6-126.9 -> 125.3-125.5; H200, 2026-11-22, ci/ab_fa2.sh with ci/decode_layout_exp.py).
+    // Decode tiles read each K / V byte once (prefill tiles re-read K / V across query tiles through L2), so
+    // their lines go first when L2 needs room (readers of shared pages running at the same time still hit):
+    // bench_decode 16 x 2048 38.7-38.9 -> 37.7-37.8 us, 1 x 32768 42.0-42.3 -> 41.3-41.6, lean 64 x 2048
+    // 126.3-126.9 -> 124.9-125.7 (H200, 2026-11-22, ci/ab_fa2.sh, three rounds).
     const uint64_t kv_policy = C::kDecode ? l2_evict_first() : 0;
     // K and / or V rows of tile t (the split-phase tile loads them apart; the others together).
     auto load_kv = [&](int t, bool do_k = true, bool do_v = true) {
